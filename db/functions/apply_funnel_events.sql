@@ -1,0 +1,85 @@
+-- globalcart.apply_funnel_events(run_id, now): appends the claimed funnel events
+-- (pg_temp.gc_claim_funnel_events) to fact_funnel_events. The stream is append-only: an
+-- event_id seen before (stored, or earlier in the batch) is counted as duplicate and
+-- changes nothing. Steps, each one statement over the batch:
+--   1. validate (missing required value, unknown event_type, negative cart_value_usd) ->
+--      etl_rejects; keep one row per event_id (the newest staged);
+--   2. inferred dim_customer / dim_product members for unknown ids;
+--   3. INSERT … ON CONFLICT DO NOTHING of the event_ids not stored yet;
+--   4. advance the 'funnel_events' watermark.
+CREATE OR REPLACE FUNCTION globalcart.apply_funnel_events(p_run_id bigint, p_now timestamptz)
+  RETURNS jsonb
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog
+AS $$
+DECLARE
+  v_claimed bigint; v_rejected bigint; v_winners bigint; v_batch_duplicates bigint;
+  v_inserted bigint; v_applied_max timestamptz; v_inferred_customers bigint; v_inferred_products bigint;
+BEGIN
+  SELECT count(*) INTO v_claimed FROM pg_temp.gc_claim_funnel_events;
+  IF v_claimed = 0 THEN
+    RETURN globalcart.source_stats();
+  END IF;
+
+  WITH checked AS (
+    SELECT c.*,
+           CASE
+             WHEN num_nulls(c.event_id, c.session_id, c.event_ts, c.event_type, c.channel, c.updated_at) > 0
+             THEN 'missing_required_value: ' || concat_ws(', ',
+                    CASE WHEN c.event_id IS NULL THEN 'event_id' END,
+                    CASE WHEN c.session_id IS NULL THEN 'session_id' END,
+                    CASE WHEN c.event_ts IS NULL THEN 'event_ts' END,
+                    CASE WHEN c.event_type IS NULL THEN 'event_type' END,
+                    CASE WHEN c.channel IS NULL THEN 'channel' END,
+                    CASE WHEN c.updated_at IS NULL THEN 'updated_at' END)
+             WHEN c.event_type NOT IN ('PAGE_VIEW', 'PRODUCT_VIEW', 'ADD_TO_CART', 'CHECKOUT_START',
+                                       'PAYMENT_ATTEMPT', 'PAYMENT_FAILED', 'PURCHASE')
+             THEN 'unknown_enum_value: event_type'
+             WHEN c.cart_value_usd < 0 THEN 'negative_amount: cart_value_usd'
+           END AS reject_reason
+    FROM pg_temp.gc_claim_funnel_events c
+  ), rejects AS (
+    INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
+    SELECT p_run_id, 'funnel_events', k.reject_reason, to_jsonb(k) - 'reject_reason'
+    FROM checked k WHERE k.reject_reason IS NOT NULL
+    RETURNING 1
+  ), winners AS (
+    INSERT INTO pg_temp.gc_win_funnel_events
+    SELECT DISTINCT ON (k.event_id)
+           k.event_id, k.session_id, k.customer_id, k.event_ts, k.event_type, k.product_id, k.order_id,
+           k.cart_value_usd, k.channel, k.updated_at, k.stg_id, k.ingested_at
+    FROM checked k
+    WHERE k.reject_reason IS NULL
+      AND NOT EXISTS (SELECT 1 FROM globalcart.fact_funnel_events f WHERE f.event_id = k.event_id)
+    ORDER BY k.event_id, k.updated_at DESC, k.stg_id DESC
+    RETURNING 1
+  )
+  SELECT (SELECT count(*) FROM rejects), (SELECT count(*) FROM winners) INTO v_rejected, v_winners;
+
+  v_inferred_customers := globalcart.add_inferred_customers(
+    ARRAY(SELECT w.customer_id FROM pg_temp.gc_win_funnel_events w), p_now);
+  v_inferred_products := globalcart.add_inferred_products(
+    ARRAY(SELECT w.product_id FROM pg_temp.gc_win_funnel_events w), p_now);
+
+  WITH appended AS (
+    INSERT INTO globalcart.fact_funnel_events
+           (event_id, session_id, customer_id, event_ts, event_type, product_id, order_id,
+            cart_value_usd, channel, updated_at)
+    SELECT w.event_id, w.session_id, w.customer_id, w.event_ts, w.event_type, w.product_id, w.order_id,
+           w.cart_value_usd, w.channel, w.updated_at
+    FROM pg_temp.gc_win_funnel_events w
+    ON CONFLICT (session_id, event_id) DO NOTHING
+    RETURNING updated_at
+  )
+  SELECT count(*), max(a.updated_at) INTO v_inserted, v_applied_max FROM appended a;
+
+  PERFORM globalcart.advance_watermark('funnel_events', v_applied_max, p_run_id);
+  v_batch_duplicates := v_claimed - v_rejected - v_inserted;
+  RETURN globalcart.source_stats(p_claimed => v_claimed, p_inserted => v_inserted,
+                                 p_duplicate => v_batch_duplicates, p_rejected => v_rejected)
+         || jsonb_build_object('inferred_customers', v_inferred_customers,
+                               'inferred_products', v_inferred_products);
+END;
+$$;
+COMMENT ON FUNCTION globalcart.apply_funnel_events(bigint, timestamptz) IS
+  'Refresh step for source funnel_events: validate, drop replayed event_ids (duplicate), inferred members, append with ON CONFLICT DO NOTHING, watermark.';

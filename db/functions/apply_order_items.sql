@@ -1,0 +1,130 @@
+-- globalcart.apply_order_items(run_id, now): applies the claimed order items
+-- (pg_temp.gc_claim_order_items) to fact_order_items. Runs after apply_orders. Steps, each
+-- one statement over the batch:
+--   1. validate (missing required value, negative amount, non-positive quantity) ->
+--      etl_rejects; keep the newest valid version per order_item_id;
+--   2. an item whose order_item_id is stored under another order -> 'order_id_changed';
+--   3. an item whose order is not in fact_orders waits: back into staging (first-staged
+--      time kept) until etl_settings 'orphan_timeout' has passed, then 'orphan';
+--   4. inferred dim_product members for unknown products;
+--   5. guarded upsert (updated_at newer); BEFORE UPDATE audits;
+--   6. advance the 'order_items' watermark.
+CREATE OR REPLACE FUNCTION globalcart.apply_order_items(p_run_id bigint, p_now timestamptz)
+  RETURNS jsonb
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog
+AS $$
+DECLARE
+  v_claimed bigint; v_rejected bigint; v_winners bigint; v_duplicate bigint; v_stale bigint;
+  v_moved bigint; v_orphans bigint; v_deferred bigint; v_inserted bigint; v_updated bigint;
+  v_applied_max timestamptz; v_inferred bigint;
+  v_orphan_cutoff timestamptz := p_now - globalcart.etl_setting_interval('orphan_timeout', interval '24 hours');
+BEGIN
+  SELECT count(*) INTO v_claimed FROM pg_temp.gc_claim_order_items;
+  IF v_claimed = 0 THEN
+    RETURN globalcart.source_stats();
+  END IF;
+
+  WITH checked AS (
+    SELECT c.*,
+           CASE
+             WHEN num_nulls(c.order_item_id, c.order_id, c.product_id, c.quantity, c.unit_price,
+                            c.discount_amount, c.line_amount, c.updated_at) > 0
+             THEN 'missing_required_value: ' || concat_ws(', ',
+                    CASE WHEN c.order_item_id IS NULL THEN 'order_item_id' END,
+                    CASE WHEN c.order_id IS NULL THEN 'order_id' END,
+                    CASE WHEN c.product_id IS NULL THEN 'product_id' END,
+                    CASE WHEN c.quantity IS NULL THEN 'quantity' END,
+                    CASE WHEN c.unit_price IS NULL THEN 'unit_price' END,
+                    CASE WHEN c.discount_amount IS NULL THEN 'discount_amount' END,
+                    CASE WHEN c.line_amount IS NULL THEN 'line_amount' END,
+                    CASE WHEN c.updated_at IS NULL THEN 'updated_at' END)
+             WHEN c.quantity <= 0 THEN 'non_positive_quantity: quantity'
+             WHEN least(c.unit_price, c.discount_amount, c.line_amount) < 0
+             THEN 'negative_amount: ' || concat_ws(', ',
+                    CASE WHEN c.unit_price < 0 THEN 'unit_price' END,
+                    CASE WHEN c.discount_amount < 0 THEN 'discount_amount' END,
+                    CASE WHEN c.line_amount < 0 THEN 'line_amount' END)
+           END AS reject_reason
+    FROM pg_temp.gc_claim_order_items c
+  ), ranked AS (
+    SELECT k.*,
+           row_number() OVER (PARTITION BY k.order_item_id ORDER BY k.updated_at DESC, k.stg_id DESC) AS rn,
+           max(k.updated_at) OVER (PARTITION BY k.order_item_id) AS newest
+    FROM checked k WHERE k.reject_reason IS NULL
+  ), rejects AS (
+    INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
+    SELECT p_run_id, 'order_items', k.reject_reason, to_jsonb(k) - 'reject_reason'
+    FROM checked k WHERE k.reject_reason IS NOT NULL
+    RETURNING 1
+  ), winners AS (
+    INSERT INTO pg_temp.gc_win_order_items
+    SELECT r.order_item_id, r.order_id, r.product_id, r.quantity, r.unit_price, r.discount_amount,
+           r.line_amount, r.updated_at, r.stg_id, r.ingested_at
+    FROM ranked r WHERE r.rn = 1
+    RETURNING 1
+  )
+  SELECT (SELECT count(*) FROM rejects), (SELECT count(*) FROM winners),
+         (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at = r.newest),
+         (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at < r.newest)
+  INTO v_rejected, v_winners, v_duplicate, v_stale;
+
+  -- An item never moves to another order (its key is (order_id, order_item_id)).
+  WITH moved AS (
+    DELETE FROM pg_temp.gc_win_order_items w
+    WHERE EXISTS (SELECT 1 FROM globalcart.fact_order_items f
+                  WHERE f.order_item_id = w.order_item_id AND f.order_id <> w.order_id)
+    RETURNING w.*
+  )
+  INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
+  SELECT p_run_id, 'order_items', 'order_id_changed', to_jsonb(m) FROM moved m;
+  GET DIAGNOSTICS v_moved = ROW_COUNT;
+
+  -- Early-arriving items wait in staging for their order; after the timeout, orphans.
+  WITH waiting AS (
+    DELETE FROM pg_temp.gc_win_order_items w
+    WHERE NOT EXISTS (SELECT 1 FROM globalcart.fact_orders o WHERE o.order_id = w.order_id)
+    RETURNING w.*
+  ), orphans AS (
+    INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
+    SELECT p_run_id, 'order_items', 'orphan', to_jsonb(x) FROM waiting x WHERE x.ingested_at <= v_orphan_cutoff
+    RETURNING 1
+  ), deferred AS (
+    INSERT INTO globalcart.stg_order_items
+           (order_item_id, order_id, product_id, quantity, unit_price, discount_amount, line_amount,
+            updated_at, ingested_at)
+    SELECT x.order_item_id, x.order_id, x.product_id, x.quantity, x.unit_price, x.discount_amount,
+           x.line_amount, x.updated_at, x.ingested_at
+    FROM waiting x WHERE x.ingested_at > v_orphan_cutoff
+    RETURNING 1
+  )
+  SELECT (SELECT count(*) FROM orphans), (SELECT count(*) FROM deferred) INTO v_orphans, v_deferred;
+
+  v_inferred := globalcart.add_inferred_products(ARRAY(SELECT w.product_id FROM pg_temp.gc_win_order_items w), p_now);
+
+  WITH upserted AS (
+    INSERT INTO globalcart.fact_order_items AS t
+           (order_item_id, order_id, product_id, quantity, unit_price, discount_amount, line_amount, updated_at)
+    SELECT w.order_item_id, w.order_id, w.product_id, w.quantity, w.unit_price, w.discount_amount,
+           w.line_amount, w.updated_at
+    FROM pg_temp.gc_win_order_items w
+    ON CONFLICT (order_id, order_item_id) DO UPDATE
+      SET product_id = EXCLUDED.product_id, quantity = EXCLUDED.quantity, unit_price = EXCLUDED.unit_price,
+          discount_amount = EXCLUDED.discount_amount, line_amount = EXCLUDED.line_amount,
+          updated_at = EXCLUDED.updated_at
+      WHERE EXCLUDED.updated_at > t.updated_at
+    RETURNING (t.xmax = 0) AS inserted, t.updated_at
+  )
+  SELECT count(*) FILTER (WHERE u.inserted), count(*) FILTER (WHERE NOT u.inserted), max(u.updated_at)
+  INTO v_inserted, v_updated, v_applied_max
+  FROM upserted u;
+
+  PERFORM globalcart.advance_watermark('order_items', v_applied_max, p_run_id);
+  RETURN globalcart.source_stats(v_claimed, v_inserted, v_updated,
+                                 v_stale + (v_winners - v_moved - v_orphans - v_deferred - v_inserted - v_updated),
+                                 v_duplicate, v_rejected + v_moved + v_orphans, v_deferred)
+         || jsonb_build_object('inferred_products', v_inferred);
+END;
+$$;
+COMMENT ON FUNCTION globalcart.apply_order_items(bigint, timestamptz) IS
+  'Refresh step for source order_items: validate, dedup, key check, wait for the order (defer/orphan), inferred products, guarded upsert, watermark.';

@@ -1,0 +1,124 @@
+-- globalcart.apply_orders(run_id, now): applies the claimed orders (pg_temp.gc_claim_orders)
+-- to fact_orders. Steps, each one statement over the batch:
+--   1. validate (missing required value, unknown order_status, unknown currency, negative
+--      amount) -> etl_rejects; keep the newest valid version per order_id;
+--   2. a newer version that would move a stored order backwards or out of CANCELLED ->
+--      etl_rejects 'invalid_status_transition' (the stored row stays);
+--   3. inferred dim_customer members for unknown customers;
+--   4. guarded upsert (updated_at newer, transition allowed); BEFORE UPDATE audits;
+--   5. advance the 'orders' watermark.
+-- The winners stay in pg_temp.gc_win_orders for derive_returned_orders().
+CREATE OR REPLACE FUNCTION globalcart.apply_orders(p_run_id bigint, p_now timestamptz)
+  RETURNS jsonb
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog
+AS $$
+DECLARE
+  v_claimed bigint; v_rejected bigint; v_winners bigint; v_duplicate bigint; v_stale bigint;
+  v_backwards bigint; v_inserted bigint; v_updated bigint; v_applied_max timestamptz;
+  v_inferred bigint;
+  v_currencies text[] := ARRAY(SELECT c.currency_code::text FROM globalcart.dim_currency c);
+BEGIN
+  SELECT count(*) INTO v_claimed FROM pg_temp.gc_claim_orders;
+  IF v_claimed = 0 THEN
+    RETURN globalcart.source_stats();
+  END IF;
+
+  WITH checked AS (
+    SELECT c.*,
+           CASE
+             WHEN num_nulls(c.order_id, c.customer_id, c.order_ts, c.order_status, c.channel, c.country_code,
+                            c.currency, c.gross_amount, c.discount_amount, c.shipping_amount, c.net_amount,
+                            c.updated_at) > 0
+             THEN 'missing_required_value: ' || concat_ws(', ',
+                    CASE WHEN c.order_id IS NULL THEN 'order_id' END,
+                    CASE WHEN c.customer_id IS NULL THEN 'customer_id' END,
+                    CASE WHEN c.order_ts IS NULL THEN 'order_ts' END,
+                    CASE WHEN c.order_status IS NULL THEN 'order_status' END,
+                    CASE WHEN c.channel IS NULL THEN 'channel' END,
+                    CASE WHEN c.country_code IS NULL THEN 'country_code' END,
+                    CASE WHEN c.currency IS NULL THEN 'currency' END,
+                    CASE WHEN c.gross_amount IS NULL THEN 'gross_amount' END,
+                    CASE WHEN c.discount_amount IS NULL THEN 'discount_amount' END,
+                    CASE WHEN c.shipping_amount IS NULL THEN 'shipping_amount' END,
+                    CASE WHEN c.net_amount IS NULL THEN 'net_amount' END,
+                    CASE WHEN c.updated_at IS NULL THEN 'updated_at' END)
+             WHEN c.order_status NOT IN ('PLACED', 'PAID', 'SHIPPED', 'DELIVERED', 'COMPLETED', 'RETURNED', 'CANCELLED')
+             THEN 'unknown_enum_value: order_status'
+             WHEN NOT c.currency::text = ANY (v_currencies) THEN 'unknown_currency: currency'
+             WHEN least(c.gross_amount, c.discount_amount, c.shipping_amount, c.net_amount) < 0
+             THEN 'negative_amount: ' || concat_ws(', ',
+                    CASE WHEN c.gross_amount < 0 THEN 'gross_amount' END,
+                    CASE WHEN c.discount_amount < 0 THEN 'discount_amount' END,
+                    CASE WHEN c.shipping_amount < 0 THEN 'shipping_amount' END,
+                    CASE WHEN c.net_amount < 0 THEN 'net_amount' END)
+           END AS reject_reason
+    FROM pg_temp.gc_claim_orders c
+  ), ranked AS (
+    SELECT k.*,
+           row_number() OVER (PARTITION BY k.order_id ORDER BY k.updated_at DESC, k.stg_id DESC) AS rn,
+           max(k.updated_at) OVER (PARTITION BY k.order_id) AS newest
+    FROM checked k WHERE k.reject_reason IS NULL
+  ), rejects AS (
+    INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
+    SELECT p_run_id, 'orders', k.reject_reason, to_jsonb(k) - 'reject_reason'
+    FROM checked k WHERE k.reject_reason IS NOT NULL
+    RETURNING 1
+  ), winners AS (
+    INSERT INTO pg_temp.gc_win_orders
+    SELECT r.order_id, r.customer_id, r.order_ts, r.order_status, r.channel, r.country_code, r.currency,
+           r.gross_amount, r.discount_amount, r.shipping_amount, r.net_amount, r.updated_at,
+           r.stg_id, r.ingested_at
+    FROM ranked r WHERE r.rn = 1
+    RETURNING 1
+  )
+  SELECT (SELECT count(*) FROM rejects), (SELECT count(*) FROM winners),
+         (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at = r.newest),
+         (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at < r.newest)
+  INTO v_rejected, v_winners, v_duplicate, v_stale;
+
+  -- A newer version may not move a stored order backwards or out of CANCELLED.
+  WITH backwards AS (
+    DELETE FROM pg_temp.gc_win_orders w
+    USING globalcart.fact_orders f
+    WHERE f.order_id = w.order_id
+      AND w.updated_at > f.updated_at
+      AND NOT globalcart.order_status_transition_allowed(f.order_status, w.order_status)
+    RETURNING w.*
+  )
+  INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
+  SELECT p_run_id, 'orders', 'invalid_status_transition', to_jsonb(b) FROM backwards b;
+  GET DIAGNOSTICS v_backwards = ROW_COUNT;
+
+  v_inferred := globalcart.add_inferred_customers(ARRAY(SELECT w.customer_id FROM pg_temp.gc_win_orders w), p_now);
+
+  WITH upserted AS (
+    INSERT INTO globalcart.fact_orders AS t
+           (order_id, customer_id, order_ts, order_status, channel, country_code, currency,
+            gross_amount, discount_amount, shipping_amount, net_amount, updated_at)
+    SELECT w.order_id, w.customer_id, w.order_ts, w.order_status, w.channel, w.country_code, w.currency,
+           w.gross_amount, w.discount_amount, w.shipping_amount, w.net_amount, w.updated_at
+    FROM pg_temp.gc_win_orders w
+    ON CONFLICT (order_id) DO UPDATE
+      SET customer_id = EXCLUDED.customer_id, order_ts = EXCLUDED.order_ts, order_status = EXCLUDED.order_status,
+          channel = EXCLUDED.channel, country_code = EXCLUDED.country_code, currency = EXCLUDED.currency,
+          gross_amount = EXCLUDED.gross_amount, discount_amount = EXCLUDED.discount_amount,
+          shipping_amount = EXCLUDED.shipping_amount, net_amount = EXCLUDED.net_amount,
+          updated_at = EXCLUDED.updated_at
+      WHERE EXCLUDED.updated_at > t.updated_at
+        AND globalcart.order_status_transition_allowed(t.order_status, EXCLUDED.order_status)
+    RETURNING (t.xmax = 0) AS inserted, t.updated_at
+  )
+  SELECT count(*) FILTER (WHERE u.inserted), count(*) FILTER (WHERE NOT u.inserted), max(u.updated_at)
+  INTO v_inserted, v_updated, v_applied_max
+  FROM upserted u;
+
+  PERFORM globalcart.advance_watermark('orders', v_applied_max, p_run_id);
+  RETURN globalcart.source_stats(v_claimed, v_inserted, v_updated,
+                                 v_stale + (v_winners - v_backwards - v_inserted - v_updated),
+                                 v_duplicate, v_rejected + v_backwards, 0)
+         || jsonb_build_object('inferred_customers', v_inferred);
+END;
+$$;
+COMMENT ON FUNCTION globalcart.apply_orders(bigint, timestamptz) IS
+  'Refresh step for source orders: validate, dedup, status-transition check, inferred customers, guarded upsert into fact_orders, watermark.';

@@ -1,0 +1,125 @@
+-- globalcart.apply_payments(run_id, now): applies the claimed payments
+-- (pg_temp.gc_claim_payments) to fact_payments. Runs after apply_orders. Steps, each one
+-- statement over the batch:
+--   1. validate (missing required value, unknown payment_status, unknown currency, negative
+--      amount) -> etl_rejects; keep the newest valid version per payment_id;
+--   2. a payment whose payment_id is stored under another order -> 'order_id_changed';
+--   3. a payment whose order is not in fact_orders waits in staging until etl_settings
+--      'orphan_timeout' has passed since it was first staged, then 'orphan';
+--   4. guarded upsert (updated_at newer); BEFORE UPDATE audits;
+--   5. advance the 'payments' watermark.
+CREATE OR REPLACE FUNCTION globalcart.apply_payments(p_run_id bigint, p_now timestamptz)
+  RETURNS jsonb
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog
+AS $$
+DECLARE
+  v_claimed bigint; v_rejected bigint; v_winners bigint; v_duplicate bigint; v_stale bigint;
+  v_moved bigint; v_orphans bigint; v_deferred bigint; v_inserted bigint; v_updated bigint;
+  v_applied_max timestamptz;
+  v_orphan_cutoff timestamptz := p_now - globalcart.etl_setting_interval('orphan_timeout', interval '24 hours');
+  v_currencies text[] := ARRAY(SELECT c.currency_code::text FROM globalcart.dim_currency c);
+BEGIN
+  SELECT count(*) INTO v_claimed FROM pg_temp.gc_claim_payments;
+  IF v_claimed = 0 THEN
+    RETURN globalcart.source_stats();
+  END IF;
+
+  WITH checked AS (
+    SELECT c.*,
+           CASE
+             WHEN num_nulls(c.payment_id, c.order_id, c.payment_ts, c.payment_method, c.payment_status,
+                            c.amount, c.currency, c.updated_at) > 0
+             THEN 'missing_required_value: ' || concat_ws(', ',
+                    CASE WHEN c.payment_id IS NULL THEN 'payment_id' END,
+                    CASE WHEN c.order_id IS NULL THEN 'order_id' END,
+                    CASE WHEN c.payment_ts IS NULL THEN 'payment_ts' END,
+                    CASE WHEN c.payment_method IS NULL THEN 'payment_method' END,
+                    CASE WHEN c.payment_status IS NULL THEN 'payment_status' END,
+                    CASE WHEN c.amount IS NULL THEN 'amount' END,
+                    CASE WHEN c.currency IS NULL THEN 'currency' END,
+                    CASE WHEN c.updated_at IS NULL THEN 'updated_at' END)
+             WHEN c.payment_status NOT IN ('AUTHORIZED', 'CAPTURED', 'FAILED', 'REFUNDED')
+             THEN 'unknown_enum_value: payment_status'
+             WHEN NOT c.currency::text = ANY (v_currencies) THEN 'unknown_currency: currency'
+             WHEN c.amount < 0 THEN 'negative_amount: amount'
+           END AS reject_reason
+    FROM pg_temp.gc_claim_payments c
+  ), ranked AS (
+    SELECT k.*,
+           row_number() OVER (PARTITION BY k.payment_id ORDER BY k.updated_at DESC, k.stg_id DESC) AS rn,
+           max(k.updated_at) OVER (PARTITION BY k.payment_id) AS newest
+    FROM checked k WHERE k.reject_reason IS NULL
+  ), rejects AS (
+    INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
+    SELECT p_run_id, 'payments', k.reject_reason, to_jsonb(k) - 'reject_reason'
+    FROM checked k WHERE k.reject_reason IS NOT NULL
+    RETURNING 1
+  ), winners AS (
+    INSERT INTO pg_temp.gc_win_payments
+    SELECT r.payment_id, r.order_id, r.payment_ts, r.payment_method, r.payment_status, r.amount,
+           r.currency, r.updated_at, r.stg_id, r.ingested_at
+    FROM ranked r WHERE r.rn = 1
+    RETURNING 1
+  )
+  SELECT (SELECT count(*) FROM rejects), (SELECT count(*) FROM winners),
+         (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at = r.newest),
+         (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at < r.newest)
+  INTO v_rejected, v_winners, v_duplicate, v_stale;
+
+  -- A payment never moves to another order (its key is (order_id, payment_id)).
+  WITH moved AS (
+    DELETE FROM pg_temp.gc_win_payments w
+    WHERE EXISTS (SELECT 1 FROM globalcart.fact_payments f
+                  WHERE f.payment_id = w.payment_id AND f.order_id <> w.order_id)
+    RETURNING w.*
+  )
+  INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
+  SELECT p_run_id, 'payments', 'order_id_changed', to_jsonb(m) FROM moved m;
+  GET DIAGNOSTICS v_moved = ROW_COUNT;
+
+  -- Early-arriving payments wait in staging for their order; after the timeout, orphans.
+  WITH waiting AS (
+    DELETE FROM pg_temp.gc_win_payments w
+    WHERE NOT EXISTS (SELECT 1 FROM globalcart.fact_orders o WHERE o.order_id = w.order_id)
+    RETURNING w.*
+  ), orphans AS (
+    INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
+    SELECT p_run_id, 'payments', 'orphan', to_jsonb(x) FROM waiting x WHERE x.ingested_at <= v_orphan_cutoff
+    RETURNING 1
+  ), deferred AS (
+    INSERT INTO globalcart.stg_payments
+           (payment_id, order_id, payment_ts, payment_method, payment_status, amount, currency,
+            updated_at, ingested_at)
+    SELECT x.payment_id, x.order_id, x.payment_ts, x.payment_method, x.payment_status, x.amount,
+           x.currency, x.updated_at, x.ingested_at
+    FROM waiting x WHERE x.ingested_at > v_orphan_cutoff
+    RETURNING 1
+  )
+  SELECT (SELECT count(*) FROM orphans), (SELECT count(*) FROM deferred) INTO v_orphans, v_deferred;
+
+  WITH upserted AS (
+    INSERT INTO globalcart.fact_payments AS t
+           (payment_id, order_id, payment_ts, payment_method, payment_status, amount, currency, updated_at)
+    SELECT w.payment_id, w.order_id, w.payment_ts, w.payment_method, w.payment_status, w.amount,
+           w.currency, w.updated_at
+    FROM pg_temp.gc_win_payments w
+    ON CONFLICT (order_id, payment_id) DO UPDATE
+      SET payment_ts = EXCLUDED.payment_ts, payment_method = EXCLUDED.payment_method,
+          payment_status = EXCLUDED.payment_status, amount = EXCLUDED.amount,
+          currency = EXCLUDED.currency, updated_at = EXCLUDED.updated_at
+      WHERE EXCLUDED.updated_at > t.updated_at
+    RETURNING (t.xmax = 0) AS inserted, t.updated_at
+  )
+  SELECT count(*) FILTER (WHERE u.inserted), count(*) FILTER (WHERE NOT u.inserted), max(u.updated_at)
+  INTO v_inserted, v_updated, v_applied_max
+  FROM upserted u;
+
+  PERFORM globalcart.advance_watermark('payments', v_applied_max, p_run_id);
+  RETURN globalcart.source_stats(v_claimed, v_inserted, v_updated,
+                                 v_stale + (v_winners - v_moved - v_orphans - v_deferred - v_inserted - v_updated),
+                                 v_duplicate, v_rejected + v_moved + v_orphans, v_deferred);
+END;
+$$;
+COMMENT ON FUNCTION globalcart.apply_payments(bigint, timestamptz) IS
+  'Refresh step for source payments: validate, dedup, key check, wait for the order (defer/orphan), guarded upsert, watermark.';

@@ -1,0 +1,124 @@
+-- globalcart.apply_returns(run_id, now): applies the claimed returns
+-- (pg_temp.gc_claim_returns) to fact_returns. Runs after apply_orders; the order status
+-- change a return causes is derive_returned_orders()'s. Steps, each one statement over
+-- the batch:
+--   1. validate (missing required value, unknown return_status, negative refund_amount)
+--      -> etl_rejects; keep the newest valid version per return_id;
+--   2. a return whose return_id is stored under another order -> 'order_id_changed';
+--   3. a return whose order is not in fact_orders waits in staging until etl_settings
+--      'orphan_timeout' has passed since it was first staged, then 'orphan';
+--   4. guarded upsert (updated_at newer); BEFORE UPDATE audits;
+--   5. advance the 'returns' watermark.
+-- The winners stay in pg_temp.gc_win_returns for derive_returned_orders().
+CREATE OR REPLACE FUNCTION globalcart.apply_returns(p_run_id bigint, p_now timestamptz)
+  RETURNS jsonb
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog
+AS $$
+DECLARE
+  v_claimed bigint; v_rejected bigint; v_winners bigint; v_duplicate bigint; v_stale bigint;
+  v_moved bigint; v_orphans bigint; v_deferred bigint; v_inserted bigint; v_updated bigint;
+  v_applied_max timestamptz;
+  v_orphan_cutoff timestamptz := p_now - globalcart.etl_setting_interval('orphan_timeout', interval '24 hours');
+BEGIN
+  SELECT count(*) INTO v_claimed FROM pg_temp.gc_claim_returns;
+  IF v_claimed = 0 THEN
+    RETURN globalcart.source_stats();
+  END IF;
+
+  WITH checked AS (
+    SELECT c.*,
+           CASE
+             WHEN num_nulls(c.return_id, c.order_id, c.return_ts, c.reason, c.refund_amount,
+                            c.return_status, c.updated_at) > 0
+             THEN 'missing_required_value: ' || concat_ws(', ',
+                    CASE WHEN c.return_id IS NULL THEN 'return_id' END,
+                    CASE WHEN c.order_id IS NULL THEN 'order_id' END,
+                    CASE WHEN c.return_ts IS NULL THEN 'return_ts' END,
+                    CASE WHEN c.reason IS NULL THEN 'reason' END,
+                    CASE WHEN c.refund_amount IS NULL THEN 'refund_amount' END,
+                    CASE WHEN c.return_status IS NULL THEN 'return_status' END,
+                    CASE WHEN c.updated_at IS NULL THEN 'updated_at' END)
+             WHEN c.return_status NOT IN ('REQUESTED', 'APPROVED', 'REFUNDED', 'REJECTED')
+             THEN 'unknown_enum_value: return_status'
+             WHEN c.refund_amount < 0 THEN 'negative_amount: refund_amount'
+           END AS reject_reason
+    FROM pg_temp.gc_claim_returns c
+  ), ranked AS (
+    SELECT k.*,
+           row_number() OVER (PARTITION BY k.return_id ORDER BY k.updated_at DESC, k.stg_id DESC) AS rn,
+           max(k.updated_at) OVER (PARTITION BY k.return_id) AS newest
+    FROM checked k WHERE k.reject_reason IS NULL
+  ), rejects AS (
+    INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
+    SELECT p_run_id, 'returns', k.reject_reason, to_jsonb(k) - 'reject_reason'
+    FROM checked k WHERE k.reject_reason IS NOT NULL
+    RETURNING 1
+  ), winners AS (
+    INSERT INTO pg_temp.gc_win_returns
+    SELECT r.return_id, r.order_id, r.order_item_id, r.return_ts, r.reason, r.refund_amount,
+           r.return_status, r.updated_at, r.stg_id, r.ingested_at
+    FROM ranked r WHERE r.rn = 1
+    RETURNING 1
+  )
+  SELECT (SELECT count(*) FROM rejects), (SELECT count(*) FROM winners),
+         (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at = r.newest),
+         (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at < r.newest)
+  INTO v_rejected, v_winners, v_duplicate, v_stale;
+
+  -- A return never moves to another order (its key is (order_id, return_id)).
+  WITH moved AS (
+    DELETE FROM pg_temp.gc_win_returns w
+    WHERE EXISTS (SELECT 1 FROM globalcart.fact_returns f
+                  WHERE f.return_id = w.return_id AND f.order_id <> w.order_id)
+    RETURNING w.*
+  )
+  INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
+  SELECT p_run_id, 'returns', 'order_id_changed', to_jsonb(m) FROM moved m;
+  GET DIAGNOSTICS v_moved = ROW_COUNT;
+
+  -- Early-arriving returns wait in staging for their order; after the timeout, orphans.
+  WITH waiting AS (
+    DELETE FROM pg_temp.gc_win_returns w
+    WHERE NOT EXISTS (SELECT 1 FROM globalcart.fact_orders o WHERE o.order_id = w.order_id)
+    RETURNING w.*
+  ), orphans AS (
+    INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
+    SELECT p_run_id, 'returns', 'orphan', to_jsonb(x) FROM waiting x WHERE x.ingested_at <= v_orphan_cutoff
+    RETURNING 1
+  ), deferred AS (
+    INSERT INTO globalcart.stg_returns
+           (return_id, order_id, order_item_id, return_ts, reason, refund_amount, return_status,
+            updated_at, ingested_at)
+    SELECT x.return_id, x.order_id, x.order_item_id, x.return_ts, x.reason, x.refund_amount,
+           x.return_status, x.updated_at, x.ingested_at
+    FROM waiting x WHERE x.ingested_at > v_orphan_cutoff
+    RETURNING 1
+  )
+  SELECT (SELECT count(*) FROM orphans), (SELECT count(*) FROM deferred) INTO v_orphans, v_deferred;
+
+  WITH upserted AS (
+    INSERT INTO globalcart.fact_returns AS t
+           (return_id, order_id, order_item_id, return_ts, reason, refund_amount, return_status, updated_at)
+    SELECT w.return_id, w.order_id, w.order_item_id, w.return_ts, w.reason, w.refund_amount,
+           w.return_status, w.updated_at
+    FROM pg_temp.gc_win_returns w
+    ON CONFLICT (order_id, return_id) DO UPDATE
+      SET order_item_id = EXCLUDED.order_item_id, return_ts = EXCLUDED.return_ts, reason = EXCLUDED.reason,
+          refund_amount = EXCLUDED.refund_amount, return_status = EXCLUDED.return_status,
+          updated_at = EXCLUDED.updated_at
+      WHERE EXCLUDED.updated_at > t.updated_at
+    RETURNING (t.xmax = 0) AS inserted, t.updated_at
+  )
+  SELECT count(*) FILTER (WHERE u.inserted), count(*) FILTER (WHERE NOT u.inserted), max(u.updated_at)
+  INTO v_inserted, v_updated, v_applied_max
+  FROM upserted u;
+
+  PERFORM globalcart.advance_watermark('returns', v_applied_max, p_run_id);
+  RETURN globalcart.source_stats(v_claimed, v_inserted, v_updated,
+                                 v_stale + (v_winners - v_moved - v_orphans - v_deferred - v_inserted - v_updated),
+                                 v_duplicate, v_rejected + v_moved + v_orphans, v_deferred);
+END;
+$$;
+COMMENT ON FUNCTION globalcart.apply_returns(bigint, timestamptz) IS
+  'Refresh step for source returns: validate, dedup, key check, wait for the order (defer/orphan), guarded upsert, watermark.';

@@ -1,0 +1,122 @@
+-- globalcart.apply_shipments(run_id, now): applies the claimed shipments
+-- (pg_temp.gc_claim_shipments) to fact_shipments. Runs after apply_orders. The staged
+-- sla_breached_flag is ignored: fact_shipments computes it (delivered_ts > promised_ts).
+-- Steps, each one statement over the batch:
+--   1. validate (missing required value, unknown shipment_status) -> etl_rejects; keep the
+--      newest valid version per shipment_id;
+--   2. a shipment whose shipment_id is stored under another order -> 'order_id_changed';
+--   3. a shipment whose order is not in fact_orders waits in staging until etl_settings
+--      'orphan_timeout' has passed since it was first staged, then 'orphan';
+--   4. guarded upsert (updated_at newer); BEFORE UPDATE audits;
+--   5. advance the 'shipments' watermark.
+CREATE OR REPLACE FUNCTION globalcart.apply_shipments(p_run_id bigint, p_now timestamptz)
+  RETURNS jsonb
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog
+AS $$
+DECLARE
+  v_claimed bigint; v_rejected bigint; v_winners bigint; v_duplicate bigint; v_stale bigint;
+  v_moved bigint; v_orphans bigint; v_deferred bigint; v_inserted bigint; v_updated bigint;
+  v_applied_max timestamptz;
+  v_orphan_cutoff timestamptz := p_now - globalcart.etl_setting_interval('orphan_timeout', interval '24 hours');
+BEGIN
+  SELECT count(*) INTO v_claimed FROM pg_temp.gc_claim_shipments;
+  IF v_claimed = 0 THEN
+    RETURN globalcart.source_stats();
+  END IF;
+
+  WITH checked AS (
+    SELECT c.*,
+           CASE
+             WHEN num_nulls(c.shipment_id, c.order_id, c.carrier, c.shipped_ts, c.promised_ts,
+                            c.shipment_status, c.updated_at) > 0
+             THEN 'missing_required_value: ' || concat_ws(', ',
+                    CASE WHEN c.shipment_id IS NULL THEN 'shipment_id' END,
+                    CASE WHEN c.order_id IS NULL THEN 'order_id' END,
+                    CASE WHEN c.carrier IS NULL THEN 'carrier' END,
+                    CASE WHEN c.shipped_ts IS NULL THEN 'shipped_ts' END,
+                    CASE WHEN c.promised_ts IS NULL THEN 'promised_ts' END,
+                    CASE WHEN c.shipment_status IS NULL THEN 'shipment_status' END,
+                    CASE WHEN c.updated_at IS NULL THEN 'updated_at' END)
+             WHEN c.shipment_status NOT IN ('CREATED', 'IN_TRANSIT', 'DELIVERED', 'DELAYED')
+             THEN 'unknown_enum_value: shipment_status'
+           END AS reject_reason
+    FROM pg_temp.gc_claim_shipments c
+  ), ranked AS (
+    SELECT k.*,
+           row_number() OVER (PARTITION BY k.shipment_id ORDER BY k.updated_at DESC, k.stg_id DESC) AS rn,
+           max(k.updated_at) OVER (PARTITION BY k.shipment_id) AS newest
+    FROM checked k WHERE k.reject_reason IS NULL
+  ), rejects AS (
+    INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
+    SELECT p_run_id, 'shipments', k.reject_reason, to_jsonb(k) - 'reject_reason'
+    FROM checked k WHERE k.reject_reason IS NOT NULL
+    RETURNING 1
+  ), winners AS (
+    INSERT INTO pg_temp.gc_win_shipments
+    SELECT r.shipment_id, r.order_id, r.carrier, r.shipped_ts, r.promised_ts, r.delivered_ts,
+           r.shipment_status, r.sla_breached_flag, r.updated_at, r.stg_id, r.ingested_at
+    FROM ranked r WHERE r.rn = 1
+    RETURNING 1
+  )
+  SELECT (SELECT count(*) FROM rejects), (SELECT count(*) FROM winners),
+         (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at = r.newest),
+         (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at < r.newest)
+  INTO v_rejected, v_winners, v_duplicate, v_stale;
+
+  -- A shipment never moves to another order (its key is (order_id, shipment_id)).
+  WITH moved AS (
+    DELETE FROM pg_temp.gc_win_shipments w
+    WHERE EXISTS (SELECT 1 FROM globalcart.fact_shipments f
+                  WHERE f.shipment_id = w.shipment_id AND f.order_id <> w.order_id)
+    RETURNING w.*
+  )
+  INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
+  SELECT p_run_id, 'shipments', 'order_id_changed', to_jsonb(m) FROM moved m;
+  GET DIAGNOSTICS v_moved = ROW_COUNT;
+
+  -- Early-arriving shipments wait in staging for their order; after the timeout, orphans.
+  WITH waiting AS (
+    DELETE FROM pg_temp.gc_win_shipments w
+    WHERE NOT EXISTS (SELECT 1 FROM globalcart.fact_orders o WHERE o.order_id = w.order_id)
+    RETURNING w.*
+  ), orphans AS (
+    INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
+    SELECT p_run_id, 'shipments', 'orphan', to_jsonb(x) FROM waiting x WHERE x.ingested_at <= v_orphan_cutoff
+    RETURNING 1
+  ), deferred AS (
+    INSERT INTO globalcart.stg_shipments
+           (shipment_id, order_id, carrier, shipped_ts, promised_ts, delivered_ts, shipment_status,
+            sla_breached_flag, updated_at, ingested_at)
+    SELECT x.shipment_id, x.order_id, x.carrier, x.shipped_ts, x.promised_ts, x.delivered_ts,
+           x.shipment_status, x.sla_breached_flag, x.updated_at, x.ingested_at
+    FROM waiting x WHERE x.ingested_at > v_orphan_cutoff
+    RETURNING 1
+  )
+  SELECT (SELECT count(*) FROM orphans), (SELECT count(*) FROM deferred) INTO v_orphans, v_deferred;
+
+  WITH upserted AS (
+    INSERT INTO globalcart.fact_shipments AS t
+           (shipment_id, order_id, carrier, shipped_ts, promised_ts, delivered_ts, shipment_status, updated_at)
+    SELECT w.shipment_id, w.order_id, w.carrier, w.shipped_ts, w.promised_ts, w.delivered_ts,
+           w.shipment_status, w.updated_at
+    FROM pg_temp.gc_win_shipments w
+    ON CONFLICT (order_id, shipment_id) DO UPDATE
+      SET carrier = EXCLUDED.carrier, shipped_ts = EXCLUDED.shipped_ts, promised_ts = EXCLUDED.promised_ts,
+          delivered_ts = EXCLUDED.delivered_ts, shipment_status = EXCLUDED.shipment_status,
+          updated_at = EXCLUDED.updated_at
+      WHERE EXCLUDED.updated_at > t.updated_at
+    RETURNING (t.xmax = 0) AS inserted, t.updated_at
+  )
+  SELECT count(*) FILTER (WHERE u.inserted), count(*) FILTER (WHERE NOT u.inserted), max(u.updated_at)
+  INTO v_inserted, v_updated, v_applied_max
+  FROM upserted u;
+
+  PERFORM globalcart.advance_watermark('shipments', v_applied_max, p_run_id);
+  RETURN globalcart.source_stats(v_claimed, v_inserted, v_updated,
+                                 v_stale + (v_winners - v_moved - v_orphans - v_deferred - v_inserted - v_updated),
+                                 v_duplicate, v_rejected + v_moved + v_orphans, v_deferred);
+END;
+$$;
+COMMENT ON FUNCTION globalcart.apply_shipments(bigint, timestamptz) IS
+  'Refresh step for source shipments: validate, dedup, key check, wait for the order (defer/orphan), guarded upsert (SLA flag computed), watermark.';

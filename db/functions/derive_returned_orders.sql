@@ -1,0 +1,34 @@
+-- globalcart.derive_returned_orders(): the derived status of CONTRACT 2.6. A return whose
+-- return_status is not REJECTED turns its order RETURNED when the order is DELIVERED or
+-- COMPLETED. Looked at for the orders this refresh touched: those of the batch's orders
+-- and of its returns (pg_temp.gc_win_orders, pg_temp.gc_win_returns), so a return that
+-- arrived before its order was delivered takes effect when the delivery does. The update
+-- goes through the BEFORE UPDATE audit trigger; the order's updated_at becomes the
+-- return's when that is later, so an older order version replayed afterwards is stale.
+-- Returns the number of orders turned RETURNED.
+CREATE OR REPLACE FUNCTION globalcart.derive_returned_orders()
+  RETURNS bigint
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog
+AS $$
+DECLARE
+  v_returned bigint;
+BEGIN
+  UPDATE globalcart.fact_orders o
+     SET order_status = 'RETURNED',
+         updated_at = greatest(o.updated_at, r.last_return_update)
+    FROM (SELECT fr.order_id, max(fr.updated_at) AS last_return_update
+            FROM globalcart.fact_returns fr
+           WHERE fr.return_status <> 'REJECTED'
+             AND fr.order_id IN (SELECT w.order_id FROM pg_temp.gc_win_orders w
+                                 UNION
+                                 SELECT w.order_id FROM pg_temp.gc_win_returns w)
+           GROUP BY fr.order_id) AS r
+   WHERE o.order_id = r.order_id
+     AND o.order_status IN ('DELIVERED', 'COMPLETED');
+  GET DIAGNOSTICS v_returned = ROW_COUNT;
+  RETURN v_returned;
+END;
+$$;
+COMMENT ON FUNCTION globalcart.derive_returned_orders() IS
+  'Turns DELIVERED/COMPLETED orders with a non-REJECTED return RETURNED (audited); looks only at the orders of this refresh''s batch.';

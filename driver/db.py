@@ -1,0 +1,43 @@
+"""Connecting to the warehouse database: one place that resolves the DSN and explains failures."""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit
+
+import psycopg
+
+from driver.errors import DriverError, describe_connect_error
+
+APPLICATION_NAME = "globalcart-driver"
+
+
+def resolve_dsn(dsn: str | None) -> str:
+    """``--dsn`` when given, else ``DATABASE_URL``; neither is a usage error."""
+    resolved = dsn or os.environ.get("DATABASE_URL")
+    if not resolved:
+        raise DriverError("no database given: pass --dsn postgresql://user@host:port/dbname or set DATABASE_URL.", 2)
+    return resolved
+
+
+def describe_target(dsn: str) -> str:
+    """host:port/dbname of a DSN, without the password, for messages."""
+    try:
+        parts = urlsplit(dsn)
+        if parts.scheme.startswith("postgres"):
+            host = parts.hostname or "localhost"
+            port = parts.port or 5432
+            return f"{host}:{port}{parts.path or '/'}"
+    except ValueError:
+        pass
+    return "the database"
+
+
+def connect(dsn: str, *, autocommit: bool = False) -> psycopg.Connection:
+    """Open a connection or raise a DriverError that says what to do."""
+    try:
+        return psycopg.connect(
+            dsn, autocommit=autocommit, connect_timeout=10, application_name=APPLICATION_NAME
+        )
+    except psycopg.Error as exc:
+        raise describe_connect_error(exc, describe_target(dsn)) from None
