@@ -13,7 +13,7 @@ import sys
 import psycopg
 
 from driver import db
-from driver.errors import DriverError, describe_sql_error
+from driver.errors import DriverError, describe_sql_error, first_line
 from driver.migrate import migrate
 
 EXIT_CRON_UNAVAILABLE = 3
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"globalcart: {err}", file=sys.stderr)
         return err.exit_code
     except psycopg.OperationalError as exc:
-        print(f"globalcart: lost the database connection: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}", file=sys.stderr)
+        print(f"globalcart: lost the database connection: {first_line(exc)}", file=sys.stderr)
         return 1
     except psycopg.Error as exc:
         print(f"globalcart: {describe_sql_error(exc)}", file=sys.stderr)

@@ -36,8 +36,6 @@ def describe_target(dsn: str) -> str:
 def connect(dsn: str, *, autocommit: bool = False) -> psycopg.Connection:
     """Open a connection or raise a DriverError that says what to do."""
     try:
-        return psycopg.connect(
-            dsn, autocommit=autocommit, connect_timeout=10, application_name=APPLICATION_NAME
-        )
+        return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=10, application_name=APPLICATION_NAME)
     except psycopg.Error as exc:
         raise describe_connect_error(exc, describe_target(dsn)) from None

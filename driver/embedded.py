@@ -98,15 +98,19 @@ def start_server(
     cron_database: str = "postgres",
     extra_options: str = "",
     durable: bool = True,
+    preload_cron: bool = True,
+    hba_lines: tuple[str, ...] = (),
 ) -> EmbeddedServer:
     """Initialise a data directory and start a server with pg_cron preloaded.
 
     ``cron_database`` becomes ``cron.database_name``: pg_cron's scheduler runs there, and
     only there can ``CREATE EXTENSION pg_cron`` succeed. ``durable=False`` turns off fsync
-    (for tests: faster, and a crash loses nothing that matters).
+    (for tests: faster, and a crash loses nothing that matters). ``preload_cron=False`` starts
+    a server without pg_cron, as many stock servers are. ``hba_lines`` come before the trust
+    rules of the data directory's pg_hba.conf (e.g. a password rule for one role).
     """
     pg_bin = find_pg_bin()
-    if not has_pg_cron(pg_bin):
+    if preload_cron and not has_pg_cron(pg_bin):
         raise EmbeddedServerError(
             f"pg_cron is not installed for the server in {pg_bin.parent}: "
             f"apt-get install postgresql-{pg_bin.parent.name}-cron"
@@ -123,11 +127,19 @@ def start_server(
         wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
         pg_ctl = wrapper
     port = port or free_port()
-    options = (
-        "-c shared_preload_libraries=pg_cron "
-        f"-c cron.database_name={cron_database} "
-        "-c max_connections=100"
-    )
+    options = "-c max_connections=100"
+    if preload_cron:
+        options += f" -c shared_preload_libraries=pg_cron -c cron.database_name={cron_database}"
+    if hba_lines:
+        hba = basedir / "pg_hba.conf"
+        hba.write_text(
+            "\n".join(
+                [*hba_lines, "local all all trust", "host all all 127.0.0.1/32 trust", "host all all ::1/128 trust"]
+            )
+            + "\n"
+        )
+        hba.chmod(0o644)
+        options += f" -c hba_file={hba}"
     if not durable:
         options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     if extra_options:
@@ -146,5 +158,7 @@ def start_server(
     try:
         executor.start()
     except Exception as exc:  # the server log says why; point at it
-        raise EmbeddedServerError(f"the embedded PostgreSQL did not start ({exc}); see {basedir / 'postgresql.log'}") from exc
+        raise EmbeddedServerError(
+            f"the embedded PostgreSQL did not start ({exc}); see {basedir / 'postgresql.log'}"
+        ) from exc
     return EmbeddedServer(executor, "127.0.0.1", port, "postgres", basedir, cron_database)

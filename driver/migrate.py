@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 
-from driver.errors import DriverError
+from driver.errors import DriverError, first_line
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "db"
 MIGRATE_LOCK_KEY = 360361  # advisory lock: one migrate at a time
@@ -57,8 +57,7 @@ def _sql_files(folder: Path) -> list[Path]:
 
 
 def _file_error(path: Path, sql_dir: Path, exc: psycopg.Error) -> DriverError:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return DriverError(f"{path.relative_to(sql_dir.parent)} failed, nothing of it was applied: {first}")
+    return DriverError(f"{path.relative_to(sql_dir.parent)} failed, nothing of it was applied: {first_line(exc)}")
 
 
 def apply_migrations(conn: psycopg.Connection, sql_dir: Path, report: MigrateReport) -> None:

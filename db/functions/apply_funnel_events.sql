@@ -13,7 +13,7 @@ CREATE OR REPLACE FUNCTION globalcart.apply_funnel_events(p_run_id bigint, p_now
   SET search_path = pg_catalog
 AS $$
 DECLARE
-  v_claimed bigint; v_rejected bigint; v_winners bigint; v_batch_duplicates bigint;
+  v_claimed bigint; v_rejected bigint; v_duplicates bigint;
   v_inserted bigint; v_applied_max timestamptz; v_inferred_customers bigint; v_inferred_products bigint;
 BEGIN
   SELECT count(*) INTO v_claimed FROM pg_temp.gc_claim_funnel_events;
@@ -52,9 +52,8 @@ BEGIN
     WHERE k.reject_reason IS NULL
       AND NOT EXISTS (SELECT 1 FROM globalcart.fact_funnel_events f WHERE f.event_id = k.event_id)
     ORDER BY k.event_id, k.updated_at DESC, k.stg_id DESC
-    RETURNING 1
   )
-  SELECT (SELECT count(*) FROM rejects), (SELECT count(*) FROM winners) INTO v_rejected, v_winners;
+  SELECT count(*) INTO v_rejected FROM rejects;
 
   v_inferred_customers := globalcart.add_inferred_customers(
     ARRAY(SELECT w.customer_id FROM pg_temp.gc_win_funnel_events w), p_now);
@@ -74,9 +73,10 @@ BEGIN
   SELECT count(*), max(a.updated_at) INTO v_inserted, v_applied_max FROM appended a;
 
   PERFORM globalcart.advance_watermark('funnel_events', v_applied_max, p_run_id);
-  v_batch_duplicates := v_claimed - v_rejected - v_inserted;
+  -- replays of a stored event_id, copies within the batch, and a concurrent insert's conflicts
+  v_duplicates := v_claimed - v_rejected - v_inserted;
   RETURN globalcart.source_stats(p_claimed => v_claimed, p_inserted => v_inserted,
-                                 p_duplicate => v_batch_duplicates, p_rejected => v_rejected)
+                                 p_duplicate => v_duplicates, p_rejected => v_rejected)
          || jsonb_build_object('inferred_customers', v_inferred_customers,
                                'inferred_products', v_inferred_products);
 END;

@@ -18,15 +18,15 @@ CREATE OR REPLACE FUNCTION globalcart.run_incremental_refresh()
   SET search_path = pg_catalog
 AS $$
 DECLARE
-  v_lock_key constant bigint := 360360;  -- advisory lock key: one refresh at a time
+  v_lock_key constant bigint := 360360::bigint;  -- advisory lock key: one refresh at a time
   v_sources constant text[] := ARRAY['customers', 'products', 'orders', 'order_items',
                                      'payments', 'shipments', 'returns', 'funnel_events'];
   v_started timestamptz := clock_timestamp();
   v_now timestamptz := now();
   v_run_id bigint;
-  v_stats jsonb := '{}';
+  v_stats jsonb := '{}'::jsonb;
   v_totals jsonb;
-  v_returned bigint := 0;
+  v_returned bigint := 0::bigint;
   v_finished timestamptz;
 BEGIN
   IF NOT pg_try_advisory_xact_lock(v_lock_key) THEN

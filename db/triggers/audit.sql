@@ -7,6 +7,8 @@
 -- function globalcart.audit_<table>_before_update() whose column list is read from the
 -- catalog, and attaches it as trigger "audit_before_update". Static SQL keeps the per-row
 -- cost to one cached INSERT; regenerating on every migrate keeps it in step with the table.
+-- The generated trigger functions name everything schema-qualified and carry no
+-- SET search_path clause: it would cost a configuration change on every audited row.
 
 CREATE OR REPLACE FUNCTION globalcart.install_audit_trigger(p_table text)
   RETURNS void
@@ -30,7 +32,6 @@ BEGIN
     CREATE OR REPLACE FUNCTION globalcart.%1$I()
       RETURNS trigger
       LANGUAGE plpgsql
-      SET search_path = pg_catalog
     AS $body$
     BEGIN
       INSERT INTO %2$s (audit_run_id, %3$s) VALUES (globalcart.current_run_id(), %4$s);

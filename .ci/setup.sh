@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Set-up shared by the README's commands and CI, safe to run again: installs what GlobalCart 360
+# needs on Debian or Ubuntu and prepares the virtual environment .venv.
+#   - PostgreSQL server binaries, with the matching pg_cron and plpgsql_check packages
+#     (apt-get, when run as root; otherwise it says what to install);
+#   - python3-venv where the interpreter lacks it;
+#   - .venv with this package and its dev extras (reinstalled only when pyproject.toml changes).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+pg_major() {
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$bin" ] && [ -x "$bin/pg_ctl" ] && basename "$(dirname "$bin")"
+}
+
+apt_updated=0
+apt_install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    say "missing: $*. Install them (sudo apt-get install $*) and run this again."
+    exit 1
+  fi
+  if [ "$apt_updated" -eq 0 ]; then
+    say "apt-get update"
+    apt-get update -qq
+    apt_updated=1
+  fi
+  say "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+major=$(pg_major || true)
+if [ -z "$major" ]; then
+  apt_install postgresql postgresql-contrib
+  major=$(pg_major)
+fi
+missing=()
+[ -f "/usr/lib/postgresql/$major/lib/pg_cron.so" ] || missing+=("postgresql-$major-cron")
+[ -f "/usr/lib/postgresql/$major/lib/plpgsql_check.so" ] || missing+=("postgresql-$major-plpgsql-check")
+[ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
+
+PYTHON=${PYTHON:-python3}
+if ! command -v "$PYTHON" >/dev/null; then
+  apt_install python3 python3-venv
+fi
+if [ ! -x .venv/bin/python ]; then
+  if ! "$PYTHON" -m venv .venv 2>/dev/null; then
+    rm -rf .venv
+    apt_install python3-venv
+    "$PYTHON" -m venv .venv
+  fi
+fi
+stamp=.venv/.globalcart-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  say "installing the package into .venv"
+  if ! { .venv/bin/python -m pip install -q --upgrade pip &&
+          .venv/bin/python -m pip install -q -e '.[dev]'; } >.venv/pip.log 2>&1; then
+    cat .venv/pip.log >&2
+    say "pip install failed (log above)"
+    exit 1
+  fi
+  echo "$want" > "$stamp"
+fi
+say "ready: PostgreSQL $major with pg_cron and plpgsql_check, .venv"
