@@ -1,5 +1,7 @@
 """CONTRACT 2.4: BEFORE UPDATE triggers copy the old version into audit_<table>."""
 
+from decimal import Decimal
+
 import pytest
 from helpers import (
     FACT_OF,
@@ -73,7 +75,7 @@ def test_update_outside_a_refresh_is_audited_with_a_null_run_id(conn):
     assert fetch(conn, "SELECT audit_run_id, segment FROM globalcart.audit_dim_customer") == [(None, "CONSUMER")]
 
 
-@pytest.mark.parametrize("table", sorted(FACT_OF.values()))
+@pytest.mark.parametrize("table", sorted([*FACT_OF.values(), "dim_currency", "dim_date"]))
 def test_every_fact_and_dimension_has_a_before_update_row_trigger(conn, table):
     rows = fetch(
         conn,
@@ -116,3 +118,10 @@ def test_each_source_update_is_audited(conn):
         assert fetch(conn, f"SELECT audit_run_id, updated_at <> %s FROM globalcart.audit_{table}", later) == [
             (run_id, True)
         ], table
+
+
+def test_currency_rate_change_is_audited(conn):
+    conn.execute("UPDATE globalcart.dim_currency SET usd_rate = 1.10 WHERE currency_code = 'EUR'")
+    assert fetch(conn, "SELECT currency_code, usd_rate FROM globalcart.audit_dim_currency") == [
+        ("EUR", Decimal("1.08"))
+    ]

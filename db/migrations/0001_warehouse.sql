@@ -273,6 +273,18 @@ COMMENT ON COLUMN globalcart.stg_orders.ingested_at IS
 -- Each carries the distribution column of its table.
 -- ---------------------------------------------------------------------------------------
 
+CREATE TABLE globalcart.audit_dim_currency (
+  audit_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  audited_at timestamptz NOT NULL DEFAULT now(),
+  audit_run_id bigint,
+  LIKE globalcart.dim_currency
+);
+CREATE TABLE globalcart.audit_dim_date (
+  audit_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  audited_at timestamptz NOT NULL DEFAULT now(),
+  audit_run_id bigint,
+  LIKE globalcart.dim_date
+);
 CREATE TABLE globalcart.audit_dim_customer (
   audit_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   audited_at timestamptz NOT NULL DEFAULT now(),

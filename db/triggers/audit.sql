@@ -49,5 +49,5 @@ COMMENT ON FUNCTION globalcart.install_audit_trigger(text) IS
   'Creates globalcart.audit_<table>_before_update() and its BEFORE UPDATE trigger on globalcart.<table>.';
 
 SELECT globalcart.install_audit_trigger(t)
-FROM unnest(ARRAY['dim_customer', 'dim_product', 'fact_orders', 'fact_order_items', 'fact_payments',
+FROM unnest(ARRAY['dim_currency', 'dim_date', 'dim_customer', 'dim_product', 'fact_orders', 'fact_order_items', 'fact_payments',
                   'fact_shipments', 'fact_returns', 'fact_funnel_events']) AS t;
