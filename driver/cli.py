@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
 from driver import db
+from driver.embedded import EmbeddedServerError
 from driver.errors import DriverError, describe_sql_error, first_line
-from driver.migrate import migrate
+from driver.migrate import SQL_DIR, migrate
+from driver.output import fmt_number, fmt_pct, render_table
 
 EXIT_CRON_UNAVAILABLE = 3
 COUNT_COLUMNS = ("claimed", "inserted", "updated", "stale", "duplicate", "rejected", "deferred")
@@ -52,20 +55,12 @@ def format_summary(summary: dict) -> str:
     """The jsonb a refresh returns, as a table a person reads."""
     if summary.get("status") == "skipped":
         return "refresh skipped: another refresh is running (it will apply what is staged)."
-    header = ["source", *COUNT_COLUMNS]
-    rows = [[source, *(str(summary.get(source, {}).get(c, 0)) for c in COUNT_COLUMNS)] for source in SOURCES]
     totals = summary.get("totals") or {}
+    rows = [[source, *(str(summary.get(source, {}).get(c, 0)) for c in COUNT_COLUMNS)] for source in SOURCES]
     rows.append(["total", *(str(totals.get(c, 0)) for c in COUNT_COLUMNS)])
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(cell.ljust(widths[0]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(cells))
-
     out = [
         f"refresh run {summary.get('run_id')}: {summary.get('status')} in {summary.get('duration_ms')} ms",
-        line(header),
-        line(["-" * w for w in widths]),
-        *(line(r) for r in rows),
+        render_table(["source", *COUNT_COLUMNS], rows),
     ]
     returned = (summary.get("derived") or {}).get("orders_returned", 0)
     if returned:
@@ -81,6 +76,185 @@ def cmd_refresh(args: argparse.Namespace) -> int:
     assert row is not None
     summary = row[0]
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def _timestamp(text: str) -> datetime:
+    """An ISO 8601 time (a naive one is UTC), or 'now'."""
+    if text == "now":
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: use ISO 8601, e.g. 2026-11-28T10:00:00+00:00"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative: give 0 or more")
+    return value
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a share between 0 and 1")
+    return value
+
+
+def _require_schema(conn: psycopg.Connection) -> None:
+    if conn.execute("SELECT to_regprocedure('globalcart.run_incremental_refresh()') IS NULL").fetchone()[0]:
+        raise DriverError("the warehouse is not installed in this database: run `python -m driver migrate` first.")
+    conn.commit()
+
+
+def _print_kpis(conn: psycopg.Connection, snapshot_id: int) -> None:
+    rows = conn.execute(
+        "SELECT kpi_name, kpi_value FROM globalcart.kpi_snapshots WHERE snapshot_id = %s ORDER BY "
+        "array_position(ARRAY(SELECT k.kpi_name FROM globalcart.kpi_values() k ORDER BY k.kpi_order), kpi_name)",
+        (snapshot_id,),
+    ).fetchall()
+    print(render_table(["kpi", "value"], [[name, fmt_number(value)] for name, value in rows]))
+
+
+def compare_table(conn: psycopg.Connection, before: str, after: str) -> str:
+    rows = conn.execute("SELECT * FROM globalcart.compare_kpis(%s, %s)", (before, after)).fetchall()
+    return render_table(
+        ["kpi", before, after, "change", "change %"],
+        [[k, fmt_number(b), fmt_number(a), fmt_number(d), fmt_pct(p)] for k, b, a, d, p in rows],
+    )
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    with db.connect(db.resolve_dsn(args.dsn)) as conn:
+        _require_schema(conn)
+        snapshot_id = conn.execute("SELECT globalcart.snapshot_kpis(%s)", (args.label,)).fetchone()[0]
+        conn.commit()
+        print(f"snapshot {snapshot_id} labelled {args.label!r}")
+        _print_kpis(conn, snapshot_id)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    with db.connect(db.resolve_dsn(args.dsn)) as conn:
+        _require_schema(conn)
+        print(compare_table(conn, args.before, args.after))
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from driver.simulate import ProgressBar, seed_history
+
+    dsn = db.resolve_dsn(args.dsn)
+    with db.connect(dsn) as conn:
+        _require_schema(conn)
+        report = seed_history(
+            conn, dsn, orders=args.orders, seed=args.seed, as_of=args.as_of or datetime.now(UTC), days=args.days,
+            progress=None if args.quiet else ProgressBar("seed"),
+        )  # fmt: skip
+    print(
+        f"seeded {report.orders:,} orders ({report.rows_staged:,} rows through staging, {report.refreshes} refreshes, "
+        f"{report.rejected} rejected) in {report.seconds:.1f} s"
+    )
+    return 0
+
+
+def stage_delta(conn: psycopg.Connection, args: argparse.Namespace) -> None:
+    """Generate the deltas of the window (since, until] and COPY them to staging; prints what."""
+    from driver.simulate import copy_batch, default_new_orders, generate_delta
+
+    until = args.until or datetime.now(UTC)
+    since = args.since
+    if since is None:
+        row = conn.execute("SELECT watermark_ts FROM globalcart.etl_watermarks WHERE source_name = 'orders'").fetchone()
+        since = row[0] if row and row[0] else until - timedelta(hours=1)
+    if since >= until:
+        raise DriverError(f"--since ({since.isoformat()}) must be before --until ({until.isoformat()}).", 2)
+    if not conn.execute("SELECT EXISTS (SELECT 1 FROM globalcart.dim_customer WHERE NOT is_inferred)").fetchone()[0]:
+        raise DriverError("the warehouse has no customers yet: run `python -m driver seed` first.")
+    new_orders = args.orders if args.orders is not None else default_new_orders(conn, since, until)
+    batch, report = generate_delta(
+        conn, since=since, until=until, seed=args.seed, new_orders=new_orders,
+        duplicate_share=args.duplicates, out_of_order_share=args.out_of_order, bad_rows=args.bad_rows,
+    )  # fmt: skip
+    conn.commit()
+    copy_batch(conn, batch)
+    print(f"staged {report.rows:,} rows for {since:%Y-%m-%d %H:%M:%S%z} .. {until:%Y-%m-%d %H:%M:%S%z}")
+    print(render_table(["change", "rows"], [[k, f"{v:,}"] for k, v in report.kinds.items()]))
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    with db.connect(db.resolve_dsn(args.dsn)) as conn:
+        _require_schema(conn)
+        stage_delta(conn, args)
+    print("apply with: python -m driver refresh (or let the pg_cron schedule do it)")
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from driver.schedule import schedule
+
+    done = schedule(db.resolve_dsn(args.dsn), args.every)
+    where = (
+        ""
+        if done.cron_database == done.warehouse
+        else f" (registered in '{done.cron_database}' for '{done.warehouse}')"
+    )
+    print(f"scheduled: pg_cron job {done.job_id} 'globalcart-incremental-refresh' runs '{args.every}'{where}; "
+          "a daily job purges cron.job_run_details older than 7 days")  # fmt: skip
+    return 0
+
+
+def cmd_unschedule(args: argparse.Namespace) -> int:
+    from driver.schedule import unschedule
+
+    existed = unschedule(db.resolve_dsn(args.dsn))
+    print("unscheduled: the refresh no longer runs by pg_cron" if existed else "nothing to unschedule")
+    return 0
+
+
+PROJECT_DIR = SQL_DIR.parent
+
+
+def cmd_server(args: argparse.Namespace) -> int:
+    from driver.embedded import local_server, start_local_server
+
+    if args.action == "start":
+        server, started = start_local_server(PROJECT_DIR)
+        print(f"{'started' if started else 'already running'}: {server.dsn()} (data in {server.datadir})")
+        print(f"connect: psql {server.dsn()}")
+    elif args.action == "stop":
+        server = local_server(PROJECT_DIR)
+        print("stopped" if server.stop() else "not running")
+    else:
+        server = local_server(PROJECT_DIR)
+        print(f"running: {server.dsn()}" if server.running() else "not running")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from driver.demo import run_demo
+
+    return run_demo(args)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from driver.bench import run_bench
+
+    if args.small >= args.large:
+        raise DriverError("--small must be smaller than --large.", 2)
+    figures = run_bench(args.small, args.large, args.delta_orders, seed=args.seed)
+    print(figures.table())
     return 0
 
 
@@ -110,6 +284,83 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dsn(p)
     p.add_argument("--json", action="store_true", help="print the summary as the jsonb the function returns")
     p.set_defaults(func=cmd_refresh)
+
+    p = commands.add_parser("seed", help="load a simulated base history through staging and the refresh",
+                            description="Generate customers, products and ORDERS orders over the past DAYS days, with "
+                            "items, payments, shipments, returns and funnel sessions; COPY them to staging in chunks "
+                            "and refresh as they land. Deterministic for a given --seed and --as-of.")  # fmt: skip
+    _add_dsn(p)
+    p.add_argument("--orders", type=_count, default=100_000, help="orders to generate (default: 100000)")
+    p.add_argument("--days", type=_count, default=90, help="history length in days (default: 90)")
+    p.add_argument("--seed", type=int, default=360, help="random seed (default: 360)")
+    p.add_argument("--as-of", type=_timestamp, metavar="TS", help="the history ends here (default: now)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_seed)
+
+    p = commands.add_parser("simulate", help="stage the deltas of a time window (no refresh)",
+                            description="Stage what changed between --since and --until: new orders with items, "
+                            "payments, shipments and funnel events; orders moving PAID->SHIPPED->DELIVERED->COMPLETED; "
+                            "late returns; shipments turning late; plus duplicates, older versions and bad "
+                            "rows.")  # fmt: skip
+    _add_dsn(p)
+    p.add_argument("--since", type=_timestamp, metavar="TS", help="window start (default: the orders watermark)")
+    p.add_argument("--until", type=_timestamp, metavar="TS", help="window end (default: now)")
+    p.add_argument("--orders", type=_count, help="new orders (default: the recent order rate over the window)")
+    p.add_argument("--duplicates", type=_share, default=0.05, help="share of rows sent twice (default: 0.05)")
+    p.add_argument(
+        "--out-of-order",
+        type=_share,
+        default=0.05,
+        help="share of changed orders whose older version arrives after the new one (default: 0.05)",
+    )
+    p.add_argument("--bad-rows", type=_count, default=0, help="invalid rows to add, for the quarantine (default: 0)")
+    p.add_argument("--seed", type=int, default=361, help="random seed (default: 361)")
+    p.set_defaults(func=cmd_simulate)
+
+    p = commands.add_parser("snapshot", help="store the current KPIs under a label (globalcart.snapshot_kpis)")
+    _add_dsn(p)
+    p.add_argument("label", help="e.g. before, after")
+    p.set_defaults(func=cmd_snapshot)
+
+    p = commands.add_parser("compare", help="the latest snapshots of two labels side by side")
+    _add_dsn(p)
+    p.add_argument("before", nargs="?", default="before", help="label (default: before)")
+    p.add_argument("after", nargs="?", default="after", help="label (default: after)")
+    p.set_defaults(func=cmd_compare)
+
+    p = commands.add_parser("schedule", help="run the refresh with pg_cron",
+                            description="Register the pg_cron job globalcart-incremental-refresh (and a daily purge of "
+                            "cron.job_run_details). Where pg_cron lives in another database (cron.database_name), the "
+                            "job is registered there with cron.schedule_in_database.")  # fmt: skip
+    _add_dsn(p)
+    p.add_argument("--every", default="* * * * *", metavar="CRON", help="cron schedule (default: every minute)")
+    p.set_defaults(func=cmd_schedule)
+
+    p = commands.add_parser("unschedule", help="stop running the refresh with pg_cron")
+    _add_dsn(p)
+    p.set_defaults(func=cmd_unschedule)
+
+    p = commands.add_parser("demo", help="the before/after demo, end to end",
+                            description="migrate, seed if empty, snapshot 'before', simulate a delta, refresh, "
+                            "snapshot 'after', print the comparison. Without --dsn or DATABASE_URL it starts its own "
+                            "PostgreSQL (pg_cron preloaded) with its data under the project.")  # fmt: skip
+    _add_dsn(p)
+    p.add_argument("--orders", type=_count, default=20_000, help="orders to seed when empty (default: 20000)")
+    p.add_argument("--seed", type=int, default=360, help="random seed (default: 360)")
+    p.set_defaults(func=cmd_demo)
+
+    p = commands.add_parser("server", help="the local PostgreSQL that demo starts (start, stop, status)")
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.set_defaults(func=cmd_server)
+
+    p = commands.add_parser("bench", help="measure the refresh (prints figures; takes minutes)",
+                            description="Seed a small and a large warehouse on a throwaway server and time the same "
+                            "delta into each, against a bare guarded upsert and a full reload.")  # fmt: skip
+    p.add_argument("--small", type=_count, default=100_000, help="orders of the small warehouse (default: 100000)")
+    p.add_argument("--large", type=_count, default=1_000_000, help="orders of the large warehouse (default: 1000000)")
+    p.add_argument("--delta-orders", type=_count, default=3_000, help="new orders in the delta (default: 3000)")
+    p.add_argument("--seed", type=int, default=360, help="random seed (default: 360)")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
@@ -120,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     except DriverError as err:
         print(f"globalcart: {err}", file=sys.stderr)
         return err.exit_code
+    except EmbeddedServerError as err:
+        print(f"globalcart: {err}", file=sys.stderr)
+        return 1
     except psycopg.OperationalError as exc:
         print(f"globalcart: lost the database connection: {first_line(exc)}", file=sys.stderr)
         return 1
@@ -129,3 +383,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("globalcart: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): nothing left to say
+        sys.stderr.close()
+        return 141

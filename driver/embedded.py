@@ -9,15 +9,18 @@ a small pg_ctl wrapper; everything else (connecting, creating databases) is ordi
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import pwd
 import shutil
 import socket
 import stat
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 from pytest_postgresql.executors import PostgreSQLExecutor
 
 SERVER_USER_CANDIDATES = ("postgres", "nobody")
@@ -91,6 +94,29 @@ class EmbeddedServer:
             shutil.rmtree(self.basedir, ignore_errors=True)
 
 
+def _prepare_basedir(pg_bin: Path, basedir: Path) -> Path:
+    """Create ``basedir`` for a server's files; the pg_ctl to use for it (as root: a wrapper that
+    runs pg_ctl as an unprivileged user, who then owns ``basedir``)."""
+    basedir.mkdir(parents=True, exist_ok=True)
+    pg_ctl = pg_bin / "pg_ctl"
+    if os.geteuid() != 0:
+        return pg_ctl
+    user = _server_user()
+    os.chown(basedir, user.pw_uid, user.pw_gid)
+    wrapper = basedir / "pg_ctl-as-user"
+    wrapper.write_text(f'#!/bin/sh\nexec runuser -u {user.pw_name} -- "{pg_ctl}" "$@"\n')
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return wrapper
+
+
+def server_options(cron_database: str | None) -> str:
+    """postgres options of our servers: pg_cron preloaded for ``cron_database`` (None: no pg_cron)."""
+    options = "-c max_connections=100"
+    if cron_database:
+        options += f" -c shared_preload_libraries=pg_cron -c cron.database_name={cron_database}"
+    return options
+
+
 def start_server(
     *,
     basedir: Path | None = None,
@@ -117,19 +143,9 @@ def start_server(
         )
     if basedir is None:
         basedir = Path(tempfile.mkdtemp(prefix="globalcart-pg-"))
-    basedir.mkdir(parents=True, exist_ok=True)
-    pg_ctl = pg_bin / "pg_ctl"
-    if os.geteuid() == 0:
-        user = _server_user()
-        os.chown(basedir, user.pw_uid, user.pw_gid)
-        wrapper = basedir / "pg_ctl-as-user"
-        wrapper.write_text(f'#!/bin/sh\nexec runuser -u {user.pw_name} -- "{pg_ctl}" "$@"\n')
-        wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-        pg_ctl = wrapper
+    pg_ctl = _prepare_basedir(pg_bin, basedir)
     port = port or free_port()
-    options = "-c max_connections=100"
-    if preload_cron:
-        options += f" -c shared_preload_libraries=pg_cron -c cron.database_name={cron_database}"
+    options = server_options(cron_database if preload_cron else None)
     if hba_lines:
         hba = basedir / "pg_hba.conf"
         hba.write_text(
@@ -162,3 +178,115 @@ def start_server(
             f"the embedded PostgreSQL did not start ({exc}); see {basedir / 'postgresql.log'}"
         ) from exc
     return EmbeddedServer(executor, "127.0.0.1", port, "postgres", basedir, cron_database)
+
+
+# ---------------------------------------------------------------------------------------------
+# A lasting local server for `demo` (and `server start|stop|status`): data under the project,
+# started with pg_ctl like the tests' server, and left running so that psql can connect.
+# ---------------------------------------------------------------------------------------------
+
+LOCAL_DATABASE = "globalcart"
+
+
+def local_basedir(project_dir: Path) -> Path:
+    """``$GLOBALCART_HOME`` or ``<project>/.globalcart``; as root, when the server's user cannot
+    reach it (e.g. a checkout under /root), a folder under /var/lib/globalcart named after it."""
+    if os.environ.get("GLOBALCART_HOME"):
+        basedir = Path(os.environ["GLOBALCART_HOME"]).resolve()
+        project_dir = basedir.parent
+    else:
+        basedir = project_dir / ".globalcart"
+    if os.geteuid() != 0:
+        return basedir
+    user = _server_user()
+    probe = subprocess.run(
+        ["runuser", "-u", user.pw_name, "--", "test", "-x", str(project_dir)], capture_output=True, check=False
+    )
+    if probe.returncode == 0:
+        return basedir
+    digest = hashlib.sha1(str(project_dir).encode()).hexdigest()[:10]  # noqa: S324 - a folder name
+    parent = Path("/var/lib/globalcart")
+    parent.mkdir(mode=0o755, exist_ok=True)
+    return parent / digest
+
+
+@dataclass
+class LocalServer:
+    basedir: Path
+    port: int
+    pg_ctl: Path
+
+    @property
+    def datadir(self) -> Path:
+        return self.basedir / "pgdata"
+
+    def dsn(self, dbname: str = LOCAL_DATABASE) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+
+    def running(self) -> bool:
+        if not (self.datadir / "PG_VERSION").exists():
+            return False
+        return (
+            subprocess.run([str(self.pg_ctl), "status", "-D", str(self.datadir)], capture_output=True).returncode == 0
+        )
+
+    def stop(self) -> bool:
+        if not self.running():
+            return False
+        subprocess.run(
+            [str(self.pg_ctl), "stop", "-D", str(self.datadir), "-m", "fast"], capture_output=True, check=True
+        )
+        return True
+
+
+def local_server(project_dir: Path) -> LocalServer:
+    """The project's local server (not necessarily running)."""
+    basedir = local_basedir(project_dir)
+    pg_ctl = _prepare_basedir(find_pg_bin(), basedir)
+    port_file = basedir / "port"
+    port = int(port_file.read_text()) if port_file.exists() else free_port()
+    port_file.write_text(str(port))
+    return LocalServer(basedir, port, pg_ctl)
+
+
+def start_local_server(project_dir: Path) -> tuple[LocalServer, bool]:
+    """Start the project's server if it is not running (initialising it the first time);
+    returns it and whether it was started now. The database ``globalcart`` exists after."""
+    pg_bin = find_pg_bin()
+    if not has_pg_cron(pg_bin):
+        raise EmbeddedServerError(
+            f"pg_cron is not installed for the server in {pg_bin.parent}: "
+            f"apt-get install postgresql-{pg_bin.parent.name}-cron"
+        )
+    server = local_server(project_dir)
+    if server.running():
+        return server, False
+    env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+    if not (server.datadir / "PG_VERSION").exists():
+        result = subprocess.run(
+            [str(server.pg_ctl), "initdb", "-D", str(server.datadir), "-o", "--auth=trust --username=postgres"],
+            capture_output=True, text=True, env=env, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise EmbeddedServerError(f"initdb failed in {server.datadir}: {result.stderr.strip()[-300:]}")
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=0.2):
+            server.port = free_port()  # the saved port is taken by something else
+            (server.basedir / "port").write_text(str(server.port))
+    except OSError:
+        pass
+    options = (
+        f"-p {server.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='{server.basedir}' "
+        + server_options(LOCAL_DATABASE)
+    )
+    result = subprocess.run(
+        [str(server.pg_ctl), "start", "-w", "-D", str(server.datadir), "-l", str(server.basedir / "postgresql.log"),
+         "-o", options],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise EmbeddedServerError(f"the local PostgreSQL did not start; see {server.basedir / 'postgresql.log'}")
+    with psycopg.connect(server.dsn("postgres"), autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (LOCAL_DATABASE,)).fetchone():
+            conn.execute(f"CREATE DATABASE {LOCAL_DATABASE}")
+    return server, True

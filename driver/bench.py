@@ -1,0 +1,167 @@
+"""``bench``: the refresh's speed, measured in one run on one throwaway server, shown as ratios.
+
+1. Two warehouses seeded through staging and the refresh: a small one and a large one.
+2. A delta of the same kinds and sizes (new orders with items, payments, shipments and funnel
+   events; status changes; late returns; SLA moves) refreshed into each: throughput, and
+   large ÷ small (goal: at most 1.3 — the cost follows the delta, not the warehouse).
+3. The large warehouse's delta also applied, before the refresh, to a copy of its facts by a
+   bare guarded upsert (INSERT … ON CONFLICT … DO UPDATE … WHERE EXCLUDED.updated_at >
+   t.updated_at; no trigger, no validation, no claim): the physical reference; refresh ÷ bare
+   (goal: at most 2).
+4. A full reload of the large warehouse (every dimension and fact copied into fresh tables
+   with the same indexes: the database's share of a reload, a lower bound), and the time of
+   snapshot_kpis() there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from driver.embedded import start_server
+from driver.migrate import migrate
+from driver.output import render_table
+from driver.simulate import COLUMNS, SOURCES, Batch, ProgressBar, copy_batch, generate_delta, seed_history
+
+TABLES = {
+    "customers": ("dim_customer", "customer_id"),
+    "products": ("dim_product", "product_id"),
+    "orders": ("fact_orders", "order_id"),
+    "order_items": ("fact_order_items", "order_id, order_item_id"),
+    "payments": ("fact_payments", "order_id, payment_id"),
+    "shipments": ("fact_shipments", "order_id, shipment_id"),
+    "returns": ("fact_returns", "order_id, return_id"),
+    "funnel_events": ("fact_funnel_events", "session_id, event_id"),
+}
+
+
+@dataclass
+class Figures:
+    small_orders: int
+    large_orders: int
+    delta_small: int  # staged rows of the delta, per warehouse (equal when both had candidates enough)
+    delta_large: int
+    seed_large_seconds: float
+    refresh_small: float
+    refresh_large: float
+    bare_large: float
+    full_reload: float
+    snapshot: float
+
+    @property
+    def large_over_small(self) -> float:
+        """Time per delta row, large ÷ small."""
+        return (self.refresh_large / self.delta_large) / (self.refresh_small / self.delta_small)
+
+    def table(self) -> str:
+        rows = [
+            [f"seed {self.large_orders:,} orders (staging + refresh)", f"{self.seed_large_seconds:.1f} s", ""],
+            [f"refresh, warehouse of {self.small_orders:,} orders", f"{self.refresh_small:.2f} s",
+             f"{self.delta_small / self.refresh_small:,.0f} rows/s"],
+            [f"refresh, warehouse of {self.large_orders:,} orders", f"{self.refresh_large:.2f} s",
+             f"{self.delta_large / self.refresh_large:,.0f} rows/s"],
+            ["  large ÷ small, per delta row (goal ≤ 1.3)", f"{self.large_over_small:.2f}", ""],
+            ["bare guarded upsert of the same rows", f"{self.bare_large:.2f} s",
+             f"{self.delta_large / self.bare_large:,.0f} rows/s"],
+            ["  refresh ÷ bare (goal ≤ 2)", f"{self.refresh_large / self.bare_large:.2f}", ""],
+            [f"full reload of the {self.large_orders:,}-order warehouse", f"{self.full_reload:.1f} s", ""],
+            ["  full reload ÷ refresh", f"{self.full_reload / self.refresh_large:.0f}", ""],
+            ["snapshot_kpis(), large warehouse", f"{self.snapshot:.2f} s", ""],
+        ]  # fmt: skip
+        return (f"delta: {self.delta_small:,} staged rows (small), {self.delta_large:,} (large)\n"
+                + render_table(["measure", "time / ratio", "throughput"], rows))  # fmt: skip
+
+
+def _timed(conn: psycopg.Connection, sql: str) -> float:
+    started = time.perf_counter()
+    conn.execute(sql)
+    conn.commit()
+    return time.perf_counter() - started
+
+
+def _bare_upsert(conn: psycopg.Connection, batch: Batch) -> float:
+    """Copy the facts and load the delta into plain tables; time only the guarded upserts."""
+    statements = []
+    for source in SOURCES:
+        table, key = TABLES[source]
+        columns = ", ".join(COLUMNS[source])
+        conn.execute(f"CREATE TABLE bench_bare_{source} AS TABLE globalcart.{table}")
+        conn.execute(f"ALTER TABLE bench_bare_{source} ADD PRIMARY KEY ({key})")
+        conn.execute(f"CREATE TABLE bench_delta_{source} AS SELECT {columns} FROM globalcart.stg_{source} LIMIT 0")
+        with conn.cursor() as cur, cur.copy(f"COPY bench_delta_{source} FROM STDIN") as copy:
+            for row in batch.rows[source]:
+                copy.write_row(row)
+        keys = {k.strip() for k in key.split(",")}
+        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[source] if c not in keys)
+        action = (
+            "NOTHING" if source == "funnel_events" else f"UPDATE SET {sets} WHERE EXCLUDED.updated_at > t.updated_at"
+        )
+        statements.append(f"INSERT INTO bench_bare_{source} AS t ({columns}) SELECT {columns} "
+                          f"FROM bench_delta_{source} ON CONFLICT ({key}) DO {action}")  # fmt: skip
+    conn.commit()
+    started = time.perf_counter()
+    for sql in statements:
+        conn.execute(sql)
+    conn.commit()
+    return time.perf_counter() - started
+
+
+def _full_reload(conn: psycopg.Connection) -> float:
+    """Every dimension and fact copied into a fresh table that has the same indexes."""
+    started = time.perf_counter()
+    for table, _ in TABLES.values():
+        row = conn.execute(
+            "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute "
+            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
+            (f"globalcart.{table}",),
+        ).fetchone()
+        columns = row[0] if row else "*"
+        conn.execute(f"CREATE TABLE bench_reload_{table} (LIKE globalcart.{table} INCLUDING ALL)")
+        conn.execute(f"INSERT INTO bench_reload_{table} ({columns}) SELECT {columns} FROM globalcart.{table}")
+    conn.commit()
+    return time.perf_counter() - started
+
+
+def run_bench(
+    small: int, large: int, delta_orders: int, seed: int = 360, log: Callable[[str], None] = print
+) -> Figures:
+    server = start_server(cron_database="postgres")  # PostgreSQL defaults; durable
+    try:
+        with psycopg.connect(server.dsn("postgres"), autocommit=True) as admin:
+            for name in ("small", "large"):
+                admin.execute(f"CREATE DATABASE bench_{name}")
+        until = datetime.now(UTC).replace(microsecond=0)
+        as_of = until - timedelta(days=1)
+        refresh: dict[str, float] = {}
+        delta_rows: dict[str, int] = {}
+        seed_large = bare = reload = snapshot = 0.0
+        for name, orders in (("small", small), ("large", large)):
+            dsn = server.dsn(f"bench_{name}")
+            with psycopg.connect(dsn) as conn:
+                migrate(conn, with_cron=False)
+                report = seed_history(conn, dsn, orders=orders, seed=seed, as_of=as_of,
+                                      progress=ProgressBar(f"seed {name} warehouse"))  # fmt: skip
+                seed_large = report.seconds
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE")
+            with psycopg.connect(dsn) as conn:
+                batch, _ = generate_delta(conn, since=as_of, until=until, seed=seed + 1, new_orders=delta_orders,
+                                          duplicate_share=0.0, out_of_order_share=0.0)  # fmt: skip
+                delta_rows[name] = batch.count()
+                conn.commit()
+                if name == "large":
+                    bare = _bare_upsert(conn, batch)
+                copy_batch(conn, batch)
+                refresh[name] = _timed(conn, "SELECT globalcart.run_incremental_refresh()")
+                log(f"{name} warehouse: refresh of {delta_rows[name]:,} delta rows in {refresh[name]:.2f} s")
+                if name == "large":
+                    reload = _full_reload(conn)
+                    snapshot = _timed(conn, "SELECT globalcart.snapshot_kpis('bench')")
+        return Figures(small, large, delta_rows["small"], delta_rows["large"], seed_large, refresh["small"],
+                       refresh["large"], bare, reload, snapshot)  # fmt: skip
+    finally:
+        server.stop()

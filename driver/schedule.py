@@ -1,0 +1,80 @@
+"""``schedule`` / ``unschedule``: the pg_cron job of the refresh, wherever pg_cron lives.
+
+When pg_cron runs in the warehouse's own database this calls
+``globalcart.schedule_incremental_refresh()``. When it runs in another database
+(``cron.database_name``, ``postgres`` by default), it connects there and registers the same job
+with ``cron.schedule_in_database`` so that pg_cron runs the refresh in the warehouse, plus the
+daily purge of ``cron.job_run_details`` (which lives in pg_cron's database).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from driver import db
+from driver.errors import DriverError
+
+JOB = "globalcart-incremental-refresh"
+PURGE_JOB = "globalcart-purge-cron-history"
+COMMAND = "SELECT globalcart.run_incremental_refresh()"
+PURGE_COMMAND = "DELETE FROM cron.job_run_details WHERE end_time < now() - interval '7 days'"
+PURGE_SCHEDULE = "17 3 * * *"
+
+
+@dataclass
+class Scheduled:
+    job_id: int | None
+    cron_database: str
+    warehouse: str
+
+
+def _locate(conn: psycopg.Connection) -> tuple[str, str]:
+    row = conn.execute("SELECT current_database(), current_setting('cron.database_name', true)").fetchone()
+    assert row is not None
+    warehouse, cron_db = row
+    if cron_db is None:
+        raise DriverError(
+            "pg_cron is not loaded by this server: set shared_preload_libraries = 'pg_cron' and "
+            f"cron.database_name = '{warehouse}' in postgresql.conf, restart PostgreSQL, run migrate, then schedule."
+        )
+    return warehouse, cron_db
+
+
+def _cron_connection(dsn: str, cron_db: str) -> psycopg.Connection:
+    conn = db.connect(make_conninfo(dsn, dbname=cron_db), autocommit=True)
+    if not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'").fetchone():
+        conn.close()
+        raise DriverError(
+            f"pg_cron is not created in database '{cron_db}' (cron.database_name): run CREATE EXTENSION pg_cron; there."
+        )
+    return conn
+
+
+def schedule(dsn: str, every: str) -> Scheduled:
+    with db.connect(dsn, autocommit=True) as conn:
+        warehouse, cron_db = _locate(conn)
+        if cron_db == warehouse:
+            row = conn.execute("SELECT globalcart.schedule_incremental_refresh(%s)", (every,)).fetchone()
+            return Scheduled(row[0] if row else None, cron_db, warehouse)
+    with _cron_connection(dsn, cron_db) as cron:
+        row = cron.execute(
+            "SELECT cron.schedule_in_database(%s, %s, %s, %s)", (JOB, every, COMMAND, warehouse)
+        ).fetchone()
+        cron.execute("SELECT cron.schedule(%s, %s, %s)", (PURGE_JOB, PURGE_SCHEDULE, PURGE_COMMAND))
+        return Scheduled(row[0] if row else None, cron_db, warehouse)
+
+
+def unschedule(dsn: str) -> bool:
+    """Remove the jobs; True when the refresh job existed."""
+    with db.connect(dsn, autocommit=True) as conn:
+        warehouse, cron_db = _locate(conn)
+        if cron_db == warehouse:
+            row = conn.execute("SELECT globalcart.unschedule_incremental_refresh()").fetchone()
+            return bool(row and row[0])
+    with _cron_connection(dsn, cron_db) as cron:
+        existed = cron.execute("SELECT count(*) FROM cron.job WHERE jobname = %s", (JOB,)).fetchone()
+        cron.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname IN (%s, %s)", (JOB, PURGE_JOB))
+        return bool(existed and existed[0])

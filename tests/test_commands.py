@@ -1,0 +1,102 @@
+"""The commands a person runs: demo end to end (against the test server, and with its own
+server), snapshot/compare, the console script, and the benchmark's figures."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from helpers import order, refresh, scalar, stage
+from test_migrate import ROOT, run_cli
+
+
+def _kpi_line(output: str, name: str) -> list[str]:
+    line = next(line for line in output.splitlines() if line.startswith(name + " "))
+    return line.split()
+
+
+def test_demo_runs_end_to_end_and_the_kpis_move(dsn):
+    result = run_cli("demo", "--orders", "2000", dsn=dsn)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for step in ("== migrate", "== seed", "snapshot_kpis('before')", "== simulate", "run_incremental_refresh()",
+                 "snapshot_kpis('after')", "KPIs before and after"):  # fmt: skip
+        assert step in out, step
+    _, before, after, *_ = _kpi_line(out, "orders")
+    assert before != after
+    _, before_rr, after_rr, *_ = _kpi_line(out, "return_rate")
+    assert before_rr != after_rr
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert scalar(conn, "SELECT count(DISTINCT label) FROM globalcart.kpi_snapshots") == 2
+        assert scalar(conn, "SELECT count(*) FROM globalcart.etl_rejects") == 8  # the demo's bad rows
+
+    again = run_cli("demo", dsn=dsn)  # not empty any more: no second seed
+    assert again.returncode == 0, again.stderr
+    assert "== seed" not in again.stdout
+
+
+@pytest.mark.slow
+def test_demo_without_a_database_starts_its_own_server(tmp_path):
+    env_home = {"GLOBALCART_HOME": str(tmp_path / "home")}
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | env_home
+    cmd = [sys.executable, "-m", "driver"]
+    try:
+        result = subprocess.run([*cmd, "demo", "--orders", "1000"], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=300)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        dsn = re.search(r"connect with: psql (\S+)", result.stdout).group(1)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            assert scalar(conn, "SELECT count(*) FROM pg_extension WHERE extname = 'pg_cron'") == 1
+            assert scalar(conn, "SELECT count(*) FROM globalcart.fact_orders") > 1000
+        status = subprocess.run([*cmd, "server", "status"], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert status.stdout.startswith("running: ")
+    finally:
+        stopped = subprocess.run([*cmd, "server", "stop"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert stopped.stdout.strip() == "stopped"
+
+
+def test_snapshot_and_compare_commands(dsn):
+    assert run_cli("snapshot", "before", dsn=dsn).returncode == 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        stage(conn, "orders", [order(1)])
+        refresh(conn)
+    snap = run_cli("snapshot", "after", dsn=dsn)
+    assert snap.returncode == 0 and "labelled 'after'" in snap.stdout
+    result = run_cli("compare", dsn=dsn)
+    assert result.returncode == 0, result.stderr
+    assert _kpi_line(result.stdout, "orders")[1:4] == ["0", "1", "1"]
+
+
+def test_console_script_is_the_same_as_python_m_driver():
+    script = Path(sys.executable).parent / "globalcart"
+    assert script.exists()
+    direct = subprocess.run([str(script), "--help"], capture_output=True, text=True)
+    module = subprocess.run([sys.executable, "-m", "driver", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert direct.returncode == module.returncode == 0
+    assert direct.stdout == module.stdout
+    for command in ("migrate", "refresh", "seed", "simulate", "snapshot", "compare", "schedule", "unschedule",
+                    "demo", "bench"):  # fmt: skip
+        assert command in direct.stdout
+
+
+def test_psql_report_prints_the_comparison(dsn):
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT globalcart.snapshot_kpis('before')")
+        stage(conn, "orders", [order(1)])
+        refresh(conn)
+        conn.execute("SELECT globalcart.snapshot_kpis('after')")
+    psql = subprocess.run(["psql", dsn, "-X", "-v", "ON_ERROR_STOP=1", "-f", "db/reports/before_after_kpis.sql"],
+                          cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert psql.returncode == 0, psql.stderr
+    assert re.search(r"orders\s+\|\s+0\.0000\s+\|\s+1\.0000", psql.stdout)
+
+
+@pytest.mark.slow
+def test_bench_prints_its_figures():
+    result = run_cli("bench", "--small", "400", "--large", "800", "--delta-orders", "15")
+    assert result.returncode == 0, result.stderr
+    for figure in ("rows/s", "large ÷ small", "refresh ÷ bare", "full reload", "snapshot_kpis()"):
+        assert figure in result.stdout, figure

@@ -1,0 +1,89 @@
+"""CONTRACT section 4: pg_cron really runs the refresh (each test waits for a minute tick)."""
+
+import time
+
+import psycopg
+import pytest
+from helpers import fetch, order, scalar, stage
+from test_migrate import run_cli
+
+pytestmark = pytest.mark.slow
+
+JOB = "globalcart-incremental-refresh"
+PURGE = "globalcart-purge-cron-history"
+
+
+def _wait_for(predicate, timeout=150, step=2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return None
+
+
+@pytest.fixture
+def cron(cron_db):
+    with psycopg.connect(cron_db, autocommit=True) as conn:
+        conn.execute("SELECT cron.unschedule(jobid) FROM cron.job")
+        yield conn
+        conn.execute("SELECT cron.unschedule(jobid) FROM cron.job")
+
+
+def test_scheduled_job_runs_the_refresh_in_the_cron_database(cron):
+    order_id = 9_000_000 + int(time.time()) % 100_000
+    stage(cron, "orders", [order(order_id)])
+    runs_before = scalar(cron, "SELECT count(*) FROM globalcart.etl_runs")
+    job_id = scalar(cron, "SELECT globalcart.schedule_incremental_refresh()")
+    assert fetch(cron, "SELECT jobname, schedule, command, database FROM cron.job ORDER BY jobname") == [
+        (JOB, "* * * * *", "SELECT globalcart.run_incremental_refresh()", "gc_cron"),
+        (PURGE, "17 3 * * *", "DELETE FROM cron.job_run_details WHERE end_time < now() - interval '7 days'", "gc_cron"),
+    ]
+    # re-registering keeps one job
+    assert scalar(cron, "SELECT globalcart.schedule_incremental_refresh('* * * * *')") == job_id
+
+    assert _wait_for(lambda: scalar(cron, "SELECT count(*) FROM globalcart.fact_orders WHERE order_id = %s", order_id))
+    assert scalar(cron, "SELECT count(*) FROM globalcart.etl_runs") > runs_before
+    assert scalar(cron, "SELECT count(*) FROM globalcart.stg_orders WHERE order_id = %s", order_id) == 0
+    status = _wait_for(
+        lambda: scalar(cron, "SELECT string_agg(DISTINCT status, ',') FROM cron.job_run_details "
+                             "WHERE jobid = %s AND status IN ('succeeded', 'failed')", job_id)
+    )  # fmt: skip
+    assert status == "succeeded"
+
+    assert scalar(cron, "SELECT globalcart.unschedule_incremental_refresh()") is True
+    assert scalar(cron, "SELECT count(*) FROM cron.job") == 0
+    assert scalar(cron, "SELECT globalcart.unschedule_incremental_refresh()") is False
+
+
+def test_schedule_command_uses_schedule_in_database_when_pg_cron_lives_elsewhere(cron, dsn):
+    warehouse = dsn.rsplit("/", 1)[1]
+    result = run_cli("schedule", dsn=dsn)
+    assert result.returncode == 0, result.stderr
+    assert "registered in 'gc_cron'" in result.stdout
+    assert fetch(cron, "SELECT jobname, database, command FROM cron.job WHERE jobname = %s", JOB) == [
+        (JOB, warehouse, "SELECT globalcart.run_incremental_refresh()")
+    ]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        stage(conn, "orders", [order(77)])
+        assert _wait_for(lambda: scalar(conn, "SELECT count(*) FROM globalcart.fact_orders"))
+        assert scalar(conn, "SELECT count(*) FROM globalcart.etl_runs") >= 1
+    result = run_cli("unschedule", dsn=dsn)
+    assert result.returncode == 0 and "unscheduled" in result.stdout
+    assert scalar(cron, "SELECT count(*) FROM cron.job") == 0
+
+
+def test_schedule_function_outside_the_cron_database_says_what_to_run(conn):
+    with pytest.raises(psycopg.Error) as err:
+        conn.execute("SELECT globalcart.schedule_incremental_refresh()")
+    assert err.value.diag.sqlstate == "GC004"
+    assert "cron.schedule_in_database" in err.value.diag.message_hint
+
+
+def test_invalid_cron_expression_is_one_line(cron, dsn):
+    result = run_cli("schedule", "--every", "10 seconds", dsn=dsn)
+    assert result.returncode == 1
+    [line] = result.stderr.strip().splitlines()
+    assert "invalid schedule" in line
+    assert scalar(cron, "SELECT count(*) FROM cron.job") == 0
