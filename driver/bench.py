@@ -1,13 +1,13 @@
 """``bench``: the refresh's speed, measured in one run on one throwaway server, shown as ratios.
 
 1. Two warehouses seeded through staging and the refresh: a small one and a large one.
-2. A delta of the same kinds and sizes (new orders with items, payments, shipments and funnel
+2. Deltas of the same kinds and sizes (new orders with items, payments, shipments and funnel
    events; status changes; late returns; SLA moves) refreshed into each: throughput, and
    large ÷ small (goal: at most 1.3 — the cost follows the delta, not the warehouse).
-3. The large warehouse's delta also applied, before the refresh, to a copy of its facts by a
-   bare guarded upsert (INSERT … ON CONFLICT … DO UPDATE … WHERE EXCLUDED.updated_at >
-   t.updated_at; no trigger, no validation, no claim): the physical reference; refresh ÷ bare
-   (goal: at most 2).
+3. The large warehouse's delta also applied, before the refresh, to a copy of its facts (same
+   columns and indexes, no trigger) by a bare guarded upsert (INSERT … ON CONFLICT … DO UPDATE
+   … WHERE EXCLUDED.updated_at > t.updated_at; no validation, no claim): the physical
+   reference; refresh ÷ bare (goal: at most 2).
 4. A full reload of the large warehouse (every dimension and fact copied into fresh tables
    with the same indexes: the database's share of a reload, a lower bound), and the time of
    snapshot_kpis() there.
@@ -43,7 +43,7 @@ TABLES = {
 class Figures:
     small_orders: int
     large_orders: int
-    delta_small: int  # staged rows of the delta, per warehouse (equal when both had candidates enough)
+    delta_small: int  # staged rows of all deltas, per warehouse (equal when both had candidates enough)
     delta_large: int
     seed_large_seconds: float
     refresh_small: float
@@ -72,7 +72,7 @@ class Figures:
             ["  full reload ÷ refresh", f"{self.full_reload / self.refresh_large:.0f}", ""],
             ["snapshot_kpis(), large warehouse", f"{self.snapshot:.2f} s", ""],
         ]  # fmt: skip
-        return (f"delta: {self.delta_small:,} staged rows (small), {self.delta_large:,} (large)\n"
+        return (f"deltas: {self.delta_small:,} staged rows in all (small), {self.delta_large:,} (large)\n"
                 + render_table(["measure", "time / ratio", "throughput"], rows))  # fmt: skip
 
 
@@ -83,15 +83,37 @@ def _timed(conn: psycopg.Connection, sql: str) -> float:
     return time.perf_counter() - started
 
 
+def _stored_columns(conn: psycopg.Connection, table: str) -> str:
+    """The columns of a globalcart table that take values (not the generated ones)."""
+    row = conn.execute(
+        "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
+        (f"globalcart.{table}",),
+    ).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _prepare_bare(conn: psycopg.Connection) -> None:
+    """Copies of the facts with the same columns and indexes but no trigger, and plain tables
+    to load a delta into."""
+    for source in SOURCES:
+        table, _ = TABLES[source]
+        stored = _stored_columns(conn, table)
+        conn.execute(f"CREATE TABLE bench_bare_{source} (LIKE globalcart.{table} INCLUDING ALL)")
+        conn.execute(f"INSERT INTO bench_bare_{source} ({stored}) SELECT {stored} FROM globalcart.{table}")
+        conn.execute(f"CREATE TABLE bench_delta_{source} AS SELECT {', '.join(COLUMNS[source])} "
+                     f"FROM globalcart.stg_{source} LIMIT 0")  # fmt: skip
+    conn.commit()
+
+
 def _bare_upsert(conn: psycopg.Connection, batch: Batch) -> float:
-    """Copy the facts and load the delta into plain tables; time only the guarded upserts."""
+    """Load the delta into the plain tables; time only the guarded upserts into the copies."""
     statements = []
     for source in SOURCES:
-        table, key = TABLES[source]
+        _, key = TABLES[source]
         columns = ", ".join(COLUMNS[source])
-        conn.execute(f"CREATE TABLE bench_bare_{source} AS TABLE globalcart.{table}")
-        conn.execute(f"ALTER TABLE bench_bare_{source} ADD PRIMARY KEY ({key})")
-        conn.execute(f"CREATE TABLE bench_delta_{source} AS SELECT {columns} FROM globalcart.stg_{source} LIMIT 0")
+        conn.execute(f"TRUNCATE bench_delta_{source}")
         with conn.cursor() as cur, cur.copy(f"COPY bench_delta_{source} FROM STDIN") as copy:
             for row in batch.rows[source]:
                 copy.write_row(row)
@@ -114,12 +136,7 @@ def _full_reload(conn: psycopg.Connection) -> float:
     """Every dimension and fact copied into a fresh table that has the same indexes."""
     started = time.perf_counter()
     for table, _ in TABLES.values():
-        row = conn.execute(
-            "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute "
-            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''",
-            (f"globalcart.{table}",),
-        ).fetchone()
-        columns = row[0] if row else "*"
+        columns = _stored_columns(conn, table)
         conn.execute(f"CREATE TABLE bench_reload_{table} (LIKE globalcart.{table} INCLUDING ALL)")
         conn.execute(f"INSERT INTO bench_reload_{table} ({columns}) SELECT {columns} FROM globalcart.{table}")
     conn.commit()
@@ -127,8 +144,9 @@ def _full_reload(conn: psycopg.Connection) -> float:
 
 
 def run_bench(
-    small: int, large: int, delta_orders: int, seed: int = 360, log: Callable[[str], None] = print
+    small: int, large: int, delta_orders: int, seed: int = 360, rounds: int = 3, log: Callable[[str], None] = print
 ) -> Figures:
+    """Seed both warehouses, then refresh ``rounds`` deltas into each (summed: less noise)."""
     server = start_server(cron_database="postgres")  # PostgreSQL defaults; durable
     try:
         with psycopg.connect(server.dsn("postgres"), autocommit=True) as admin:
@@ -136,8 +154,9 @@ def run_bench(
                 admin.execute(f"CREATE DATABASE bench_{name}")
         until = datetime.now(UTC).replace(microsecond=0)
         as_of = until - timedelta(days=1)
-        refresh: dict[str, float] = {}
-        delta_rows: dict[str, int] = {}
+        step = (until - as_of) / rounds
+        refresh = {"small": 0.0, "large": 0.0}
+        delta_rows = {"small": 0, "large": 0}
         seed_large = bare = reload = snapshot = 0.0
         for name, orders in (("small", small), ("large", large)):
             dsn = server.dsn(f"bench_{name}")
@@ -149,15 +168,22 @@ def run_bench(
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute("VACUUM ANALYZE")
             with psycopg.connect(dsn) as conn:
-                batch, _ = generate_delta(conn, since=as_of, until=until, seed=seed + 1, new_orders=delta_orders,
-                                          duplicate_share=0.0, out_of_order_share=0.0)  # fmt: skip
-                delta_rows[name] = batch.count()
-                conn.commit()
                 if name == "large":
-                    bare = _bare_upsert(conn, batch)
-                copy_batch(conn, batch)
-                refresh[name] = _timed(conn, "SELECT globalcart.run_incremental_refresh()")
-                log(f"{name} warehouse: refresh of {delta_rows[name]:,} delta rows in {refresh[name]:.2f} s")
+                    _prepare_bare(conn)
+                for n in range(rounds):
+                    batch, _ = generate_delta(conn, since=as_of + step * n, until=as_of + step * (n + 1),
+                                              seed=seed + 1 + n, new_orders=delta_orders,
+                                              duplicate_share=0.0, out_of_order_share=0.0)  # fmt: skip
+                    conn.commit()
+                    delta_rows[name] += batch.count()
+                    if name == "large":
+                        bare += _bare_upsert(conn, batch)
+                    copy_batch(conn, batch)
+                    seconds = _timed(conn, "SELECT globalcart.run_incremental_refresh()")
+                    refresh[name] += seconds
+                    log(
+                        f"{name} warehouse, delta {n + 1}/{rounds}: {batch.count():,} rows refreshed in {seconds:.2f} s"
+                    )
                 if name == "large":
                     reload = _full_reload(conn)
                     snapshot = _timed(conn, "SELECT globalcart.snapshot_kpis('bench')")

@@ -178,6 +178,11 @@ def stage_delta(conn: psycopg.Connection, args: argparse.Namespace) -> None:
     if since is None:
         row = conn.execute("SELECT watermark_ts FROM globalcart.etl_watermarks WHERE source_name = 'orders'").fetchone()
         since = row[0] if row and row[0] else until - timedelta(hours=1)
+        if since >= until:
+            raise DriverError(
+                f"the orders watermark ({since.isoformat()}) is not before --until ({until.isoformat()}): "
+                "nothing to simulate; pass --since.", 2
+            )  # fmt: skip
     if since >= until:
         raise DriverError(f"--since ({since.isoformat()}) must be before --until ({until.isoformat()}).", 2)
     if not conn.execute("SELECT EXISTS (SELECT 1 FROM globalcart.dim_customer WHERE NOT is_inferred)").fetchone()[0]:
@@ -253,7 +258,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.small >= args.large:
         raise DriverError("--small must be smaller than --large.", 2)
-    figures = run_bench(args.small, args.large, args.delta_orders, seed=args.seed)
+    if args.rounds < 1:
+        raise DriverError("--rounds must be at least 1.", 2)
+    figures = run_bench(args.small, args.large, args.delta_orders, seed=args.seed, rounds=args.rounds)
     print(figures.table())
     return 0
 
@@ -358,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "delta into each, against a bare guarded upsert and a full reload.")  # fmt: skip
     p.add_argument("--small", type=_count, default=100_000, help="orders of the small warehouse (default: 100000)")
     p.add_argument("--large", type=_count, default=1_000_000, help="orders of the large warehouse (default: 1000000)")
-    p.add_argument("--delta-orders", type=_count, default=3_000, help="new orders in the delta (default: 3000)")
+    p.add_argument("--delta-orders", type=_count, default=3_000, help="new orders per delta (default: 3000)")
+    p.add_argument("--rounds", type=_count, default=3, help="deltas refreshed into each warehouse (default: 3)")
     p.add_argument("--seed", type=int, default=360, help="random seed (default: 360)")
     p.set_defaults(func=cmd_bench)
     return parser

@@ -38,10 +38,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
         has_orders = conn.execute("SELECT EXISTS (SELECT 1 FROM globalcart.fact_orders)").fetchone()[0]
         conn.commit()
-        now = datetime.now(UTC).replace(microsecond=0)
         if not has_orders:
             print(f"== seed: {args.orders:,} orders over 90 days, through staging and the refresh")
-            seeded = seed_history(conn, dsn, orders=args.orders, seed=args.seed, as_of=now - timedelta(days=1),
+            as_of = datetime.now(UTC) - timedelta(days=1)
+            seeded = seed_history(conn, dsn, orders=args.orders, seed=args.seed, as_of=as_of,
                                   progress=ProgressBar("   seed"))  # fmt: skip
             print(f"   {seeded.rows_staged:,} rows in {seeded.seconds:.1f} s")
 
@@ -52,8 +52,14 @@ def run_demo(args: argparse.Namespace) -> int:
         print("== simulate: the deltas since the last watermark")
         total = conn.execute("SELECT count(*) FROM globalcart.fact_orders").fetchone()[0]
         conn.commit()
+        watermark = conn.execute(
+            "SELECT watermark_ts FROM globalcart.etl_watermarks WHERE source_name = 'orders'"
+        ).fetchone()[0]
+        conn.commit()
+        until = datetime.now(UTC)
+        since = watermark if watermark and watermark < until - timedelta(seconds=1) else until - timedelta(seconds=1)
         delta_args = argparse.Namespace(
-            since=None, until=now, orders=max(200, total // 20), seed=args.seed + int(now.timestamp()) % 1000,
+            since=since, until=until, orders=max(200, total // 20), seed=args.seed + int(until.timestamp()) % 1000,
             duplicates=0.05, out_of_order=0.05, bad_rows=8,
         )  # fmt: skip
         stage_delta(conn, delta_args)

@@ -33,7 +33,7 @@ def test_demo_runs_end_to_end_and_the_kpis_move(dsn):
         assert scalar(conn, "SELECT count(DISTINCT label) FROM globalcart.kpi_snapshots") == 2
         assert scalar(conn, "SELECT count(*) FROM globalcart.etl_rejects") == 8  # the demo's bad rows
 
-    again = run_cli("demo", dsn=dsn)  # not empty any more: no second seed
+    again = run_cli("demo", dsn=dsn)  # at once, same second even: not empty any more, no second seed
     assert again.returncode == 0, again.stderr
     assert "== seed" not in again.stdout
 

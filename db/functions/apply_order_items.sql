@@ -3,9 +3,9 @@
 -- one statement over the batch:
 --   1. validate (missing required value, negative amount, non-positive quantity) ->
 --      etl_rejects; keep the newest valid version per order_item_id;
---   2. an item whose order_item_id is stored under another order -> 'order_id_changed';
---   3. an item whose order is not in fact_orders waits: back into staging (first-staged
---      time kept) until etl_settings 'orphan_timeout' has passed, then 'orphan';
+--   2-3. globalcart.hold_early_children(): a key stored under another order ->
+--      'order_id_changed'; a row whose order is not in fact_orders waits in staging, 'orphan'
+--      after etl_settings 'orphan_timeout';
 --   4. inferred dim_product members for unknown products;
 --   5. guarded upsert (updated_at newer); BEFORE UPDATE audits;
 --   6. advance the 'order_items' watermark.
@@ -18,7 +18,6 @@ DECLARE
   v_claimed bigint; v_rejected bigint; v_winners bigint; v_duplicate bigint; v_stale bigint;
   v_moved bigint; v_orphans bigint; v_deferred bigint; v_inserted bigint; v_updated bigint;
   v_applied_max timestamptz; v_inferred bigint;
-  v_orphan_cutoff timestamptz := p_now - globalcart.etl_setting_interval('orphan_timeout', interval '24 hours');
 BEGIN
   SELECT count(*) INTO v_claimed FROM pg_temp.gc_claim_order_items;
   IF v_claimed = 0 THEN
@@ -68,37 +67,11 @@ BEGIN
          (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at = r.newest),
          (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at < r.newest)
   INTO v_rejected, v_winners, v_duplicate, v_stale;
+  ANALYZE pg_temp.gc_win_order_items;  -- true row counts for the planner's choice of index or hash
 
-  -- An item never moves to another order (its key is (order_id, order_item_id)).
-  WITH moved AS (
-    DELETE FROM pg_temp.gc_win_order_items w
-    WHERE EXISTS (SELECT 1 FROM globalcart.fact_order_items f
-                  WHERE f.order_item_id = w.order_item_id AND f.order_id <> w.order_id)
-    RETURNING w.*
-  )
-  INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
-  SELECT p_run_id, 'order_items', 'order_id_changed', to_jsonb(m) FROM moved m;
-  GET DIAGNOSTICS v_moved = ROW_COUNT;
-
-  -- Early-arriving items wait in staging for their order; after the timeout, orphans.
-  WITH waiting AS (
-    DELETE FROM pg_temp.gc_win_order_items w
-    WHERE NOT EXISTS (SELECT 1 FROM globalcart.fact_orders o WHERE o.order_id = w.order_id)
-    RETURNING w.*
-  ), orphans AS (
-    INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
-    SELECT p_run_id, 'order_items', 'orphan', to_jsonb(x) FROM waiting x WHERE x.ingested_at <= v_orphan_cutoff
-    RETURNING 1
-  ), deferred AS (
-    INSERT INTO globalcart.stg_order_items
-           (order_item_id, order_id, product_id, quantity, unit_price, discount_amount, line_amount,
-            updated_at, ingested_at)
-    SELECT x.order_item_id, x.order_id, x.product_id, x.quantity, x.unit_price, x.discount_amount,
-           x.line_amount, x.updated_at, x.ingested_at
-    FROM waiting x WHERE x.ingested_at > v_orphan_cutoff
-    RETURNING 1
-  )
-  SELECT (SELECT count(*) FROM orphans), (SELECT count(*) FROM deferred) INTO v_orphans, v_deferred;
+  -- Never to another order; early-arriving rows wait for their order (orphan after the timeout).
+  SELECT h.moved, h.orphans, h.deferred INTO v_moved, v_orphans, v_deferred
+    FROM globalcart.hold_early_children('order_items', 'fact_order_items', 'order_item_id', p_run_id, p_now) AS h;
 
   v_inferred := globalcart.add_inferred_products(ARRAY(SELECT w.product_id FROM pg_temp.gc_win_order_items w), p_now);
 

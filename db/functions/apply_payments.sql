@@ -3,9 +3,9 @@
 -- statement over the batch:
 --   1. validate (missing required value, unknown payment_status, unknown currency, negative
 --      amount) -> etl_rejects; keep the newest valid version per payment_id;
---   2. a payment whose payment_id is stored under another order -> 'order_id_changed';
---   3. a payment whose order is not in fact_orders waits in staging until etl_settings
---      'orphan_timeout' has passed since it was first staged, then 'orphan';
+--   2-3. globalcart.hold_early_children(): a key stored under another order ->
+--      'order_id_changed'; a row whose order is not in fact_orders waits in staging, 'orphan'
+--      after etl_settings 'orphan_timeout';
 --   4. guarded upsert (updated_at newer); BEFORE UPDATE audits;
 --   5. advance the 'payments' watermark.
 CREATE OR REPLACE FUNCTION globalcart.apply_payments(p_run_id bigint, p_now timestamptz)
@@ -17,7 +17,6 @@ DECLARE
   v_claimed bigint; v_rejected bigint; v_winners bigint; v_duplicate bigint; v_stale bigint;
   v_moved bigint; v_orphans bigint; v_deferred bigint; v_inserted bigint; v_updated bigint;
   v_applied_max timestamptz;
-  v_orphan_cutoff timestamptz := p_now - globalcart.etl_setting_interval('orphan_timeout', interval '24 hours');
   v_currencies text[] := ARRAY(SELECT c.currency_code::text FROM globalcart.dim_currency c);
 BEGIN
   SELECT count(*) INTO v_claimed FROM pg_temp.gc_claim_payments;
@@ -66,37 +65,11 @@ BEGIN
          (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at = r.newest),
          (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at < r.newest)
   INTO v_rejected, v_winners, v_duplicate, v_stale;
+  ANALYZE pg_temp.gc_win_payments;  -- true row counts for the planner's choice of index or hash
 
-  -- A payment never moves to another order (its key is (order_id, payment_id)).
-  WITH moved AS (
-    DELETE FROM pg_temp.gc_win_payments w
-    WHERE EXISTS (SELECT 1 FROM globalcart.fact_payments f
-                  WHERE f.payment_id = w.payment_id AND f.order_id <> w.order_id)
-    RETURNING w.*
-  )
-  INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
-  SELECT p_run_id, 'payments', 'order_id_changed', to_jsonb(m) FROM moved m;
-  GET DIAGNOSTICS v_moved = ROW_COUNT;
-
-  -- Early-arriving payments wait in staging for their order; after the timeout, orphans.
-  WITH waiting AS (
-    DELETE FROM pg_temp.gc_win_payments w
-    WHERE NOT EXISTS (SELECT 1 FROM globalcart.fact_orders o WHERE o.order_id = w.order_id)
-    RETURNING w.*
-  ), orphans AS (
-    INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
-    SELECT p_run_id, 'payments', 'orphan', to_jsonb(x) FROM waiting x WHERE x.ingested_at <= v_orphan_cutoff
-    RETURNING 1
-  ), deferred AS (
-    INSERT INTO globalcart.stg_payments
-           (payment_id, order_id, payment_ts, payment_method, payment_status, amount, currency,
-            updated_at, ingested_at)
-    SELECT x.payment_id, x.order_id, x.payment_ts, x.payment_method, x.payment_status, x.amount,
-           x.currency, x.updated_at, x.ingested_at
-    FROM waiting x WHERE x.ingested_at > v_orphan_cutoff
-    RETURNING 1
-  )
-  SELECT (SELECT count(*) FROM orphans), (SELECT count(*) FROM deferred) INTO v_orphans, v_deferred;
+  -- Never to another order; early-arriving rows wait for their order (orphan after the timeout).
+  SELECT h.moved, h.orphans, h.deferred INTO v_moved, v_orphans, v_deferred
+    FROM globalcart.hold_early_children('payments', 'fact_payments', 'payment_id', p_run_id, p_now) AS h;
 
   WITH upserted AS (
     INSERT INTO globalcart.fact_payments AS t

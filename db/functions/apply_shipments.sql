@@ -4,9 +4,9 @@
 -- Steps, each one statement over the batch:
 --   1. validate (missing required value, unknown shipment_status) -> etl_rejects; keep the
 --      newest valid version per shipment_id;
---   2. a shipment whose shipment_id is stored under another order -> 'order_id_changed';
---   3. a shipment whose order is not in fact_orders waits in staging until etl_settings
---      'orphan_timeout' has passed since it was first staged, then 'orphan';
+--   2-3. globalcart.hold_early_children(): a key stored under another order ->
+--      'order_id_changed'; a row whose order is not in fact_orders waits in staging, 'orphan'
+--      after etl_settings 'orphan_timeout';
 --   4. guarded upsert (updated_at newer); BEFORE UPDATE audits;
 --   5. advance the 'shipments' watermark.
 CREATE OR REPLACE FUNCTION globalcart.apply_shipments(p_run_id bigint, p_now timestamptz)
@@ -18,7 +18,6 @@ DECLARE
   v_claimed bigint; v_rejected bigint; v_winners bigint; v_duplicate bigint; v_stale bigint;
   v_moved bigint; v_orphans bigint; v_deferred bigint; v_inserted bigint; v_updated bigint;
   v_applied_max timestamptz;
-  v_orphan_cutoff timestamptz := p_now - globalcart.etl_setting_interval('orphan_timeout', interval '24 hours');
 BEGIN
   SELECT count(*) INTO v_claimed FROM pg_temp.gc_claim_shipments;
   IF v_claimed = 0 THEN
@@ -63,37 +62,11 @@ BEGIN
          (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at = r.newest),
          (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at < r.newest)
   INTO v_rejected, v_winners, v_duplicate, v_stale;
+  ANALYZE pg_temp.gc_win_shipments;  -- true row counts for the planner's choice of index or hash
 
-  -- A shipment never moves to another order (its key is (order_id, shipment_id)).
-  WITH moved AS (
-    DELETE FROM pg_temp.gc_win_shipments w
-    WHERE EXISTS (SELECT 1 FROM globalcart.fact_shipments f
-                  WHERE f.shipment_id = w.shipment_id AND f.order_id <> w.order_id)
-    RETURNING w.*
-  )
-  INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
-  SELECT p_run_id, 'shipments', 'order_id_changed', to_jsonb(m) FROM moved m;
-  GET DIAGNOSTICS v_moved = ROW_COUNT;
-
-  -- Early-arriving shipments wait in staging for their order; after the timeout, orphans.
-  WITH waiting AS (
-    DELETE FROM pg_temp.gc_win_shipments w
-    WHERE NOT EXISTS (SELECT 1 FROM globalcart.fact_orders o WHERE o.order_id = w.order_id)
-    RETURNING w.*
-  ), orphans AS (
-    INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
-    SELECT p_run_id, 'shipments', 'orphan', to_jsonb(x) FROM waiting x WHERE x.ingested_at <= v_orphan_cutoff
-    RETURNING 1
-  ), deferred AS (
-    INSERT INTO globalcart.stg_shipments
-           (shipment_id, order_id, carrier, shipped_ts, promised_ts, delivered_ts, shipment_status,
-            sla_breached_flag, updated_at, ingested_at)
-    SELECT x.shipment_id, x.order_id, x.carrier, x.shipped_ts, x.promised_ts, x.delivered_ts,
-           x.shipment_status, x.sla_breached_flag, x.updated_at, x.ingested_at
-    FROM waiting x WHERE x.ingested_at > v_orphan_cutoff
-    RETURNING 1
-  )
-  SELECT (SELECT count(*) FROM orphans), (SELECT count(*) FROM deferred) INTO v_orphans, v_deferred;
+  -- Never to another order; early-arriving rows wait for their order (orphan after the timeout).
+  SELECT h.moved, h.orphans, h.deferred INTO v_moved, v_orphans, v_deferred
+    FROM globalcart.hold_early_children('shipments', 'fact_shipments', 'shipment_id', p_run_id, p_now) AS h;
 
   WITH upserted AS (
     INSERT INTO globalcart.fact_shipments AS t

@@ -16,6 +16,11 @@ CREATE OR REPLACE FUNCTION globalcart.run_incremental_refresh()
   RETURNS jsonb
   LANGUAGE plpgsql
   SET search_path = pg_catalog
+  -- Planner settings for the duration of the refresh (and the steps it calls): the warehouse's
+  -- hot pages are cached, so an index probe costs about a sequential page read, and batches
+  -- of a few hundred thousand rows are sorted in memory. One refresh runs at a time.
+  SET random_page_cost = 1.1
+  SET work_mem = '64MB'
 AS $$
 DECLARE
   v_lock_key constant bigint := 360360::bigint;  -- advisory lock key: one refresh at a time
