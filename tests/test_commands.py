@@ -3,8 +3,10 @@ server), snapshot/compare, the console script, and the benchmark's figures."""
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -39,9 +41,10 @@ def test_demo_runs_end_to_end_and_the_kpis_move(dsn):
 
 
 @pytest.mark.slow
-def test_demo_without_a_database_starts_its_own_server(tmp_path):
-    env_home = {"GLOBALCART_HOME": str(tmp_path / "home")}
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | env_home
+def test_demo_without_a_database_starts_its_own_server():
+    home = Path(tempfile.mkdtemp(prefix="globalcart-demo-"))
+    home.chmod(0o755)  # as root, the server runs as another user, who must reach its data
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"GLOBALCART_HOME": str(home / "data")}
     cmd = [sys.executable, "-m", "driver"]
     try:
         result = subprocess.run([*cmd, "demo", "--orders", "1000"], cwd=ROOT, env=env, capture_output=True,
@@ -53,8 +56,10 @@ def test_demo_without_a_database_starts_its_own_server(tmp_path):
             assert scalar(conn, "SELECT count(*) FROM globalcart.fact_orders") > 1000
         status = subprocess.run([*cmd, "server", "status"], cwd=ROOT, env=env, capture_output=True, text=True)
         assert status.stdout.startswith("running: ")
+        assert (home / "data" / "pgdata" / "PG_VERSION").exists()  # the data lives where it was asked to
     finally:
         stopped = subprocess.run([*cmd, "server", "stop"], cwd=ROOT, env=env, capture_output=True, text=True)
+        shutil.rmtree(home, ignore_errors=True)
     assert stopped.stdout.strip() == "stopped"
 
 

@@ -54,7 +54,6 @@ BEGIN
     ORDER BY k.event_id, k.updated_at DESC, k.stg_id DESC
   )
   SELECT count(*) INTO v_rejected FROM rejects;
-  ANALYZE pg_temp.gc_win_funnel_events;  -- true row counts for the planner's choice of index or hash
 
   v_inferred_customers := globalcart.add_inferred_customers(
     ARRAY(SELECT w.customer_id FROM pg_temp.gc_win_funnel_events w), p_now);

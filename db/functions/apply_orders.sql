@@ -76,7 +76,6 @@ BEGIN
          (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at = r.newest),
          (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at < r.newest)
   INTO v_rejected, v_winners, v_duplicate, v_stale;
-  ANALYZE pg_temp.gc_win_orders;  -- true row counts for the planner's choice of index or hash
 
   -- A newer version may not move a stored order backwards or out of CANCELLED.
   WITH backwards AS (

@@ -54,7 +54,6 @@ BEGIN
          (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at = r.newest),
          (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at < r.newest)
   INTO v_rejected, v_winners, v_duplicate, v_stale;
-  ANALYZE pg_temp.gc_win_products;  -- true row counts for the planner's choice of index or hash
 
   WITH upserted AS (
     INSERT INTO globalcart.dim_product AS t

@@ -135,7 +135,7 @@ BEGIN
     SELECT coalesce(a.kpi_name, b.kpi_name),
            b.kpi_value, a.kpi_value,
            a.kpi_value - b.kpi_value,
-           round((a.kpi_value - b.kpi_value) / nullif(abs(b.kpi_value), 0) * 100, 2)
+           (a.kpi_value - b.kpi_value) / nullif(abs(b.kpi_value), 0) * 100
       FROM (SELECT s.kpi_name, s.kpi_value FROM globalcart.kpi_snapshots s WHERE s.snapshot_id = v_before) AS b
       FULL JOIN (SELECT s.kpi_name, s.kpi_value FROM globalcart.kpi_snapshots s WHERE s.snapshot_id = v_after) AS a
         ON a.kpi_name = b.kpi_name
@@ -148,4 +148,4 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION globalcart.compare_kpis(text, text) IS
-  'KPIs of the latest snapshot of two labels side by side: before, after, absolute and percent change (NULL from 0).';
+  'KPIs of the latest snapshot of two labels side by side: before, after, absolute change, and percent change (100 * change / |before|, NULL when before is 0 or NULL).';
