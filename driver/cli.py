@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from driver import db
+from driver import SOURCES, db
 from driver.embedded import EmbeddedServerError
 from driver.errors import DriverError, describe_sql_error, first_line
 from driver.migrate import SQL_DIR, migrate
@@ -21,7 +21,6 @@ from driver.output import fmt_number, fmt_pct, render_table
 
 EXIT_CRON_UNAVAILABLE = 3
 COUNT_COLUMNS = ("claimed", "inserted", "updated", "stale", "duplicate", "rejected", "deferred")
-SOURCES = ("customers", "products", "orders", "order_items", "payments", "shipments", "returns", "funnel_events")
 
 
 def _add_dsn(parser: argparse.ArgumentParser) -> None:

@@ -26,6 +26,8 @@ from queue import Queue
 import psycopg
 from faker import Faker
 
+from driver import SOURCES
+
 COLUMNS = {
     "customers": ("customer_id", "full_name", "email", "country_code", "signup_ts", "segment", "updated_at"),
     "products": ("product_id", "sku", "product_name", "category", "list_price_usd", "updated_at"),
@@ -54,7 +56,7 @@ COLUMNS = {
         "cart_value_usd", "channel", "updated_at",
     ),
 }  # fmt: skip
-SOURCES = tuple(COLUMNS)
+assert tuple(COLUMNS) == SOURCES
 
 # country, currency, Faker locale, share of customers
 MARKETS = [
