@@ -103,7 +103,6 @@ class Ids:
     payment: int = 1
     shipment: int = 1
     return_: int = 1
-    session: int = 1
 
     @classmethod
     def after_existing(cls, conn: psycopg.Connection) -> Ids:
@@ -129,11 +128,6 @@ class Batch:
 
     rows: dict[str, list[tuple]] = field(default_factory=lambda: {s: [] for s in SOURCES})
     orders: int = 0
-
-    def extend(self, other: Batch) -> None:
-        for source in SOURCES:
-            self.rows[source].extend(other.rows[source])
-        self.orders += other.orders
 
     def count(self) -> int:
         return sum(len(r) for r in self.rows.values())

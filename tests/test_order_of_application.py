@@ -5,6 +5,7 @@ import time
 
 import pytest
 from helpers import (
+    FACT_OF,
     customer,
     event,
     fetch,
@@ -22,12 +23,6 @@ from helpers import (
 )
 
 CHILDREN = {"order_items": item, "payments": payment, "shipments": shipment, "returns": return_}
-FACT = {
-    "order_items": "fact_order_items",
-    "payments": "fact_payments",
-    "shipments": "fact_shipments",
-    "returns": "fact_returns",
-}
 
 
 def test_order_and_its_children_staged_together_apply_in_one_call(conn):
@@ -50,7 +45,7 @@ def test_early_child_waits_for_its_order_and_is_applied_with_it(conn, source):
     stage(conn, source, [CHILDREN[source](1, 42)])
     first = refresh(conn)
     assert first[source]["deferred"] == 1
-    assert scalar(conn, f"SELECT count(*) FROM globalcart.{FACT[source]}") == 0
+    assert scalar(conn, f"SELECT count(*) FROM globalcart.{FACT_OF[source]}") == 0
     assert scalar(conn, f"SELECT count(*) FROM globalcart.stg_{source}") == 1  # kept, not lost
 
     second = refresh(conn)  # still no order: still waiting
@@ -59,7 +54,7 @@ def test_early_child_waits_for_its_order_and_is_applied_with_it(conn, source):
     stage(conn, "orders", [order(42)])
     third = refresh(conn)
     assert third[source]["inserted"] == 1 and third[source]["deferred"] == 0
-    assert scalar(conn, f"SELECT order_id FROM globalcart.{FACT[source]}") == 42
+    assert scalar(conn, f"SELECT order_id FROM globalcart.{FACT_OF[source]}") == 42
     assert scalar(conn, f"SELECT count(*) FROM globalcart.stg_{source}") == 0
     assert rejects(conn) == []
 

@@ -2,6 +2,7 @@
 
 import pytest
 from helpers import (
+    FACT_OF,
     customer,
     event,
     fetch,
@@ -54,16 +55,6 @@ GOOD_ROWS = {
     "returns": [return_(1, 1)],
     "funnel_events": [event("s1", "PAGE_VIEW"), event("s1", "PURCHASE", cart_value_usd=5)],
 }
-FACT = {
-    "customers": "dim_customer",
-    "products": "dim_product",
-    "orders": "fact_orders",
-    "order_items": "fact_order_items",
-    "payments": "fact_payments",
-    "shipments": "fact_shipments",
-    "returns": "fact_returns",
-    "funnel_events": "fact_funnel_events",
-}
 
 
 def test_every_kind_of_bad_row_is_rejected_with_its_reason_and_good_rows_apply(conn):
@@ -77,7 +68,7 @@ def test_every_kind_of_bad_row_is_rejected_with_its_reason_and_good_rows_apply(c
     got = rejects(conn)
     assert sorted((s, r) for s, r, _ in got) == sorted((s, r) for s, _, r in BAD_ROWS)
     for source, rows in GOOD_ROWS.items():
-        assert scalar(conn, f"SELECT count(*) FROM globalcart.{FACT[source]}") == len(rows), source
+        assert scalar(conn, f"SELECT count(*) FROM globalcart.{FACT_OF[source]}") == len(rows), source
         assert summary[source]["inserted"] == len(rows), source
         assert summary[source]["rejected"] == sum(1 for s, _, _ in BAD_ROWS if s == source), source
     assert staged_count(conn) == 0
@@ -103,7 +94,7 @@ def test_child_moved_to_another_order_is_rejected(conn, source):
     stage(conn, source, [make(5, 2, updated_at=make(5, 2)["updated_at"].replace(year=2027))])
     refresh(conn)
     assert [(s, r) for s, r, _ in rejects(conn)] == [(source, "order_id_changed")]
-    assert fetch(conn, f"SELECT order_id FROM globalcart.{FACT[source]}") == [(1,)]
+    assert fetch(conn, f"SELECT order_id FROM globalcart.{FACT_OF[source]}") == [(1,)]
 
 
 def test_a_bad_row_never_aborts_the_run(conn):
