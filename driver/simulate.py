@@ -314,8 +314,9 @@ class Generator:
 
     # -- funnel -------------------------------------------------------------------------------
 
-    def make_session(self, batch: Batch, start: datetime, order_ids: list[int]) -> None:
-        """One browsing session: most only look, some add to cart, a few check out and pay."""
+    def make_session(self, batch: Batch, start: datetime, order_ids: list[int], until: datetime) -> None:
+        """One browsing session: most only look, some add to cart, a few check out and pay.
+        Its events are seconds to minutes apart, none later than ``until``."""
         rng = self.rng
         sid = f"S{rng.getrandbits(48):012x}"
         customer = rng.choice(self.customers)[0] if rng.random() < 0.7 else None
@@ -346,7 +347,7 @@ class Generator:
         for event_type, pid, oid, value in events:
             eid = uuid.UUID(int=self.rng.getrandbits(128), version=4)
             batch.rows["funnel_events"].append((eid, sid, customer, ts, event_type, pid, oid, value, channel, ts))
-            ts += timedelta(seconds=rng.uniform(3, 180))
+            ts = min(until, ts + timedelta(seconds=rng.uniform(3, 180)))
 
 
 def _cumulative(weights: Iterator[float] | list[float]) -> Iterator[float]:
@@ -420,7 +421,7 @@ def seed_history(
                     s_lo = lo * sessions // max(orders, 1)
                     s_hi = (lo + len(chunk_times)) * sessions // max(orders, 1)
                     for ts in session_starts[s_lo:s_hi]:
-                        gen.make_session(batch, ts, order_ids)
+                        gen.make_session(batch, ts, order_ids, as_of)
                     copy_batch(producer, batch)
                     landed.put((batch.orders, batch.count()))
                     batch = Batch()
@@ -563,7 +564,7 @@ def generate_delta(
     kinds["new orders"] = ids.order - first_new
     new_ids = list(range(first_new, ids.order))
     for _ in range(new_orders * 3):
-        gen.make_session(batch, when(), new_ids)
+        gen.make_session(batch, when(), new_ids, until)
     kinds["funnel events"] = len(rows["funnel_events"])
 
     order_cols = ", ".join(COLUMNS["orders"])

@@ -27,7 +27,7 @@ def test_same_seed_gives_the_same_rows(conn):
         batch.rows["products"] = gen.make_products(ids, 20, AS_OF)
         for n in range(200):
             gen.make_order(ids, batch, AS_OF - timedelta(hours=n), AS_OF)
-            gen.make_session(batch, AS_OF - timedelta(hours=n), [1, 2, 3])
+            gen.make_session(batch, AS_OF - timedelta(hours=n), [1, 2, 3], AS_OF)
         return batch.rows
 
     first, second = generate(), generate()
@@ -94,7 +94,11 @@ def test_delta_has_every_kind_of_change_and_the_refresh_applies_it(dsn):
         after = dict(fetch(conn, "SELECT order_status, count(*) FROM globalcart.fact_orders GROUP BY 1"))
         breached_after = scalar(conn, "SELECT count(*) FROM globalcart.fact_shipments WHERE sla_breached_flag")
         window = fetch(
-            conn, "SELECT min(updated_at), max(updated_at) FROM globalcart.fact_orders WHERE updated_at > %s", since
+            conn,
+            """SELECT min(updated_at), max(updated_at) FROM (
+                 SELECT updated_at FROM globalcart.fact_orders UNION ALL
+                 SELECT updated_at FROM globalcart.fact_funnel_events) t WHERE updated_at > %s""",
+            since,
         )
 
     assert summary["totals"]["rejected"] == 8  # the bad rows, one per source kind
