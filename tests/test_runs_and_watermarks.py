@@ -105,6 +105,7 @@ def test_summary_has_every_count_for_every_source_and_they_add_up(conn):
     ) == (1, 1, 1, 1)
     assert summary["payments"]["deferred"] == 1
     assert summary["totals"]["claimed"] == 6
+    assert summary["sources"] == {source: summary[source] for source in SOURCES}
 
 
 def test_refresh_with_nothing_staged_takes_the_short_path(conn):

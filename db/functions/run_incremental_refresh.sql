@@ -11,7 +11,8 @@
 --   5. Derived state: returns turn delivered orders RETURNED.
 --   6. Close the run with its summary, which is also returned:
 --      {"run_id", "status", "started_at", "finished_at", "duration_ms", "<source>": {counts}…,
---       "totals": {counts}, "derived": {"orders_returned"}}
+--       "sources": {"<source>": {counts}…} (the same objects, grouped), "totals": {counts},
+--       "derived": {"orders_returned"}}
 CREATE OR REPLACE FUNCTION globalcart.run_incremental_refresh()
   RETURNS jsonb
   LANGUAGE plpgsql
@@ -37,7 +38,8 @@ BEGIN
   IF NOT pg_try_advisory_xact_lock(v_lock_key) THEN
     RAISE NOTICE 'globalcart.run_incremental_refresh: another refresh is running; skipped';
     SELECT jsonb_object_agg(s, globalcart.source_stats()) INTO v_stats FROM unnest(v_sources) AS s;
-    RETURN jsonb_build_object('run_id', NULL, 'status', 'skipped', 'reason', 'another refresh is running')
+    RETURN jsonb_build_object('run_id', NULL, 'status', 'skipped', 'reason', 'another refresh is running',
+                              'sources', v_stats)
            || v_stats;
   END IF;
 
@@ -93,7 +95,8 @@ BEGIN
                'run_id', v_run_id, 'status', 'ok', 'started_at', v_started, 'finished_at', v_finished,
                'duration_ms', round(extract(epoch FROM v_finished - v_started) * 1000, 1))
              || v_stats
-             || jsonb_build_object('totals', v_totals, 'derived', jsonb_build_object('orders_returned', v_returned));
+             || jsonb_build_object('sources', v_stats, 'totals', v_totals,
+                                   'derived', jsonb_build_object('orders_returned', v_returned));
 
   UPDATE globalcart.etl_runs
      SET finished_at = v_finished, status = 'ok', stats = v_stats,
