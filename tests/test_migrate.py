@@ -90,12 +90,18 @@ def test_migrate_twice_changes_nothing_and_keeps_the_data(dsn):
         assert scalar(conn, "SELECT count(*) FROM globalcart.fact_orders") == 1
 
 
-def test_migrate_reapplies_changed_functions(dsn, tmp_path):
+def _copy_of_the_sql(tmp_path: Path) -> Path:
+    """db/migrations, db/functions and db/triggers copied under tmp_path, to be edited."""
     sql_dir = tmp_path / "db"
     for sub in ("migrations", "functions", "triggers"):
         (sql_dir / sub).mkdir(parents=True)
         for f in (SQL_DIR / sub).glob("*.sql"):
             (sql_dir / sub / f.name).write_text(f.read_text())
+    return sql_dir
+
+
+def test_migrate_reapplies_changed_functions(dsn, tmp_path):
+    sql_dir = _copy_of_the_sql(tmp_path)
     (sql_dir / "functions" / "zz_probe.sql").write_text(
         "CREATE OR REPLACE FUNCTION globalcart.probe() RETURNS int LANGUAGE sql SET search_path = pg_catalog RETURN 2;"
     )
@@ -105,11 +111,7 @@ def test_migrate_reapplies_changed_functions(dsn, tmp_path):
 
 
 def test_a_migration_changed_after_it_was_applied_is_refused(dsn, tmp_path):
-    sql_dir = tmp_path / "db"
-    for sub in ("migrations", "functions", "triggers"):
-        (sql_dir / sub).mkdir(parents=True)
-        for f in (SQL_DIR / sub).glob("*.sql"):
-            (sql_dir / sub / f.name).write_text(f.read_text())
+    sql_dir = _copy_of_the_sql(tmp_path)
     first = sorted((sql_dir / "migrations").glob("*.sql"))[0]
     first.write_text(first.read_text() + "\n-- edited\n")
     with psycopg.connect(dsn) as conn, pytest.raises(Exception, match="forward-only"):
