@@ -14,17 +14,19 @@ AS $$
 DECLARE
   v_returned bigint;
 BEGIN
+  -- Driven by the batch's order ids: one index probe into fact_returns per id, whatever
+  -- the size of the warehouse.
   UPDATE globalcart.fact_orders o
      SET order_status = 'RETURNED',
          updated_at = greatest(o.updated_at, r.last_return_update)
-    FROM (SELECT fr.order_id, max(fr.updated_at) AS last_return_update
-            FROM globalcart.fact_returns fr
-           WHERE fr.return_status <> 'REJECTED'
-             AND fr.order_id IN (SELECT w.order_id FROM pg_temp.gc_win_orders w
-                                 UNION
-                                 SELECT w.order_id FROM pg_temp.gc_win_returns w)
-           GROUP BY fr.order_id) AS r
+    FROM (SELECT t.order_id,
+                 (SELECT max(fr.updated_at) FROM globalcart.fact_returns fr
+                   WHERE fr.order_id = t.order_id AND fr.return_status <> 'REJECTED') AS last_return_update
+            FROM (SELECT w.order_id FROM pg_temp.gc_win_orders w
+                  UNION
+                  SELECT w.order_id FROM pg_temp.gc_win_returns w) AS t) AS r
    WHERE o.order_id = r.order_id
+     AND r.last_return_update IS NOT NULL
      AND o.order_status IN ('DELIVERED', 'COMPLETED');
   GET DIAGNOSTICS v_returned = ROW_COUNT;
   RETURN v_returned;
