@@ -53,6 +53,18 @@ def _cron_connection(dsn: str, cron_db: str) -> psycopg.Connection:
     return conn
 
 
+def _refuse_other_warehouse(cron: psycopg.Connection, cron_db: str, warehouse: str) -> None:
+    """pg_cron job names are unique per user: the job may already refresh another warehouse."""
+    row = cron.execute(
+        "SELECT database FROM cron.job WHERE jobname = %s AND username = current_user", (JOB,)
+    ).fetchone()
+    if row and row[0] != warehouse:
+        raise DriverError(
+            f"the pg_cron job '{JOB}' in database '{cron_db}' refreshes database '{row[0]}', not '{warehouse}': "
+            f"unschedule it there first (globalcart unschedule with that database's DSN)."
+        )
+
+
 def schedule(dsn: str, every: str) -> Scheduled:
     with db.connect(dsn, autocommit=True) as conn:
         warehouse, cron_db = _locate(conn)
@@ -60,6 +72,7 @@ def schedule(dsn: str, every: str) -> Scheduled:
             row = conn.execute("SELECT globalcart.schedule_incremental_refresh(%s)", (every,)).fetchone()
             return Scheduled(row[0] if row else None, cron_db, warehouse)
     with _cron_connection(dsn, cron_db) as cron:
+        _refuse_other_warehouse(cron, cron_db, warehouse)
         row = cron.execute(
             "SELECT cron.schedule_in_database(%s, %s, %s, %s)", (JOB, every, COMMAND, warehouse)
         ).fetchone()
@@ -75,6 +88,7 @@ def unschedule(dsn: str) -> bool:
             row = conn.execute("SELECT globalcart.unschedule_incremental_refresh()").fetchone()
             return bool(row and row[0])
     with _cron_connection(dsn, cron_db) as cron:
+        _refuse_other_warehouse(cron, cron_db, warehouse)
         existed = cron.execute("SELECT count(*) FROM cron.job WHERE jobname = %s", (JOB,)).fetchone()
         cron.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname IN (%s, %s)", (JOB, PURGE_JOB))
         return bool(existed and existed[0])

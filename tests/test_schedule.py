@@ -87,3 +87,23 @@ def test_invalid_cron_expression_is_one_line(cron, dsn):
     [line] = result.stderr.strip().splitlines()
     assert "invalid schedule" in line
     assert scalar(cron, "SELECT count(*) FROM cron.job") == 0
+
+
+def test_schedule_command_will_not_take_over_another_warehouses_job(cron, dsn, pg_server, template_db):
+    from pytest_postgresql.janitor import DatabaseJanitor
+
+    other = DatabaseJanitor(
+        user=pg_server.user, host=pg_server.host, port=pg_server.port, dbname="gc_other_wh", template_dbname=template_db
+    )
+    other.init()
+    try:
+        assert run_cli("schedule", dsn=pg_server.dsn("gc_other_wh")).returncode == 0
+        result = run_cli("schedule", dsn=dsn)
+        assert result.returncode == 1
+        [line] = result.stderr.strip().splitlines()
+        assert "refreshes database 'gc_other_wh'" in line and "unschedule it there first" in line
+        assert run_cli("unschedule", dsn=dsn).returncode == 1  # not its job to remove either
+        assert fetch(cron, "SELECT database FROM cron.job WHERE jobname = %s", JOB) == [("gc_other_wh",)]
+    finally:
+        cron.execute("SELECT cron.unschedule(jobid) FROM cron.job")
+        other.drop()
