@@ -52,10 +52,13 @@ def find_pg_bin() -> Path:
     )
 
 
-def has_pg_cron(pg_bin: Path) -> bool:
-    """Whether the server of ``pg_bin`` has the pg_cron library installed."""
-    pkglibdir = pg_bin.parent / "lib"
-    return (pkglibdir / "pg_cron.so").exists()
+def require_pg_cron(pg_bin: Path) -> None:
+    """Raise, saying which package to install, unless the server of ``pg_bin`` has pg_cron."""
+    if not (pg_bin.parent / "lib" / "pg_cron.so").exists():
+        raise EmbeddedServerError(
+            f"pg_cron is not installed for the server in {pg_bin.parent}: "
+            f"apt-get install postgresql-{pg_bin.parent.name}-cron"
+        )
 
 
 def free_port() -> int:
@@ -82,7 +85,6 @@ class EmbeddedServer:
     port: int
     user: str
     basedir: Path
-    cron_database: str
 
     def dsn(self, dbname: str) -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{dbname}"
@@ -136,11 +138,8 @@ def start_server(
     rules of the data directory's pg_hba.conf (e.g. a password rule for one role).
     """
     pg_bin = find_pg_bin()
-    if preload_cron and not has_pg_cron(pg_bin):
-        raise EmbeddedServerError(
-            f"pg_cron is not installed for the server in {pg_bin.parent}: "
-            f"apt-get install postgresql-{pg_bin.parent.name}-cron"
-        )
+    if preload_cron:
+        require_pg_cron(pg_bin)
     if basedir is None:
         basedir = Path(tempfile.mkdtemp(prefix="globalcart-pg-"))
     pg_ctl = _prepare_basedir(pg_bin, basedir)
@@ -177,7 +176,7 @@ def start_server(
         raise EmbeddedServerError(
             f"the embedded PostgreSQL did not start ({exc}); see {basedir / 'postgresql.log'}"
         ) from exc
-    return EmbeddedServer(executor, "127.0.0.1", port, "postgres", basedir, cron_database)
+    return EmbeddedServer(executor, "127.0.0.1", port, "postgres", basedir)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,10 +238,10 @@ class LocalServer:
         return True
 
 
-def local_server(project_dir: Path) -> LocalServer:
+def local_server(project_dir: Path, pg_bin: Path | None = None) -> LocalServer:
     """The project's local server (not necessarily running)."""
     basedir = local_basedir(project_dir)
-    pg_ctl = _prepare_basedir(find_pg_bin(), basedir)
+    pg_ctl = _prepare_basedir(pg_bin or find_pg_bin(), basedir)
     port_file = basedir / "port"
     port = int(port_file.read_text()) if port_file.exists() else free_port()
     port_file.write_text(str(port))
@@ -253,12 +252,8 @@ def start_local_server(project_dir: Path) -> tuple[LocalServer, bool]:
     """Start the project's server if it is not running (initialising it the first time);
     returns it and whether it was started now. The database ``globalcart`` exists after."""
     pg_bin = find_pg_bin()
-    if not has_pg_cron(pg_bin):
-        raise EmbeddedServerError(
-            f"pg_cron is not installed for the server in {pg_bin.parent}: "
-            f"apt-get install postgresql-{pg_bin.parent.name}-cron"
-        )
-    server = local_server(project_dir)
+    require_pg_cron(pg_bin)
+    server = local_server(project_dir, pg_bin)
     if server.running():
         return server, False
     env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
