@@ -20,7 +20,7 @@ from driver.migrate import SQL_DIR, migrate
 from driver.output import fmt_number, fmt_pct, render_table
 
 EXIT_CRON_UNAVAILABLE = 3
-COUNT_COLUMNS = ("claimed", "inserted", "updated", "stale", "duplicate", "rejected", "deferred")
+COUNT_COLUMNS = ("claimed", "inserted", "updated", "stale", "duplicate", "rejected", "deferred", "backlog")
 
 
 def _add_dsn(parser: argparse.ArgumentParser) -> None:
@@ -54,11 +54,20 @@ def format_summary(summary: dict) -> str:
     """The jsonb a refresh returns, as a table a person reads."""
     if summary.get("status") == "skipped":
         return "refresh skipped: another refresh is running (it will apply what is staged)."
+    if summary.get("status") == "failed":
+        backlog = (summary.get("totals") or {}).get("backlog")
+        return (
+            f"{db.refresh_failure(summary)}; {backlog if backlog is not None else 'all'} staged rows wait "
+            "for the next call (globalcart.etl_runs and globalcart.pipeline_health have the error)."
+        )
+    if summary.get("run_id") is None and not (summary.get("totals") or {}).get("claimed"):
+        return "nothing staged: nothing to do (no run recorded)."
     totals = summary.get("totals") or {}
     rows = [[source, *(str(summary.get(source, {}).get(c, 0)) for c in COUNT_COLUMNS)] for source in SOURCES]
     rows.append(["total", *(str(totals.get(c, 0)) for c in COUNT_COLUMNS)])
+    run = f"refresh run {summary['run_id']}" if summary.get("run_id") else "refresh (no run recorded)"
     out = [
-        f"refresh run {summary.get('run_id')}: {summary.get('status')} in {summary.get('duration_ms')} ms",
+        f"{run}: {summary.get('status')} in {summary.get('duration_ms')} ms",
         render_table(["source", *COUNT_COLUMNS], rows),
     ]
     returned = (summary.get("derived") or {}).get("orders_returned", 0)
@@ -66,6 +75,11 @@ def format_summary(summary: dict) -> str:
         out.append(f"orders turned RETURNED by late returns: {returned}")
     if totals.get("rejected"):
         out.append(f"rejected rows are in globalcart.etl_rejects WHERE run_id = {summary.get('run_id')}")
+    if summary.get("run_id") is None and totals.get("deferred"):
+        out.append("only rows waiting for their order are staged: left as they are until an order arrives")
+    if totals.get("backlog"):
+        out.append(f"{totals['backlog']:,} rows wait for the next call (max_rows_per_run); "
+                   "CALL globalcart.drain_staging() applies them all")  # fmt: skip
     return "\n".join(out)
 
 
@@ -74,8 +88,13 @@ def cmd_refresh(args: argparse.Namespace) -> int:
         row = conn.execute("SELECT globalcart.run_incremental_refresh()").fetchone()
     assert row is not None
     summary = row[0]
-    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
-    return 0
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    elif summary.get("status") == "failed":
+        print(f"globalcart: {format_summary(summary)}", file=sys.stderr)
+    else:
+        print(format_summary(summary))
+    return 1 if summary.get("status") == "failed" else 0
 
 
 def _timestamp(text: str) -> datetime:

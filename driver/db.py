@@ -39,3 +39,27 @@ def connect(dsn: str, *, autocommit: bool = False) -> psycopg.Connection:
         return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=10, application_name=APPLICATION_NAME)
     except psycopg.Error as exc:
         raise describe_connect_error(exc, describe_target(dsn)) from None
+
+
+def refresh_failure(summary: dict) -> DriverError:
+    """The one line that says a refresh call failed (it changed nothing; etl_runs has the row)."""
+    error = summary.get("error") or {}
+    text = (
+        f"refresh run {summary.get('run_id')} failed and changed nothing: "
+        f"{error.get('sqlstate')} {error.get('message')}"
+    )
+    if error.get("hint"):
+        text += f" (hint: {error['hint']})"
+    return DriverError(text)
+
+
+def run_refresh(conn: psycopg.Connection) -> dict:
+    """One ``globalcart.run_incremental_refresh()``, committed; its summary. A failed call (the
+    function returns it rather than raising) becomes a DriverError."""
+    row = conn.execute("SELECT globalcart.run_incremental_refresh()").fetchone()
+    conn.commit()
+    assert row is not None
+    summary = row[0]
+    if summary["status"] == "failed":
+        raise refresh_failure(summary)
+    return summary

@@ -65,9 +65,7 @@ def run_demo(args: argparse.Namespace) -> int:
         stage_delta(conn, delta_args)
 
         print("== SELECT globalcart.run_incremental_refresh()")
-        summary = conn.execute("SELECT globalcart.run_incremental_refresh()").fetchone()[0]
-        conn.commit()
-        print(format_summary(summary))
+        print(format_summary(db.run_refresh(conn)))
 
         print("== SELECT globalcart.snapshot_kpis('after')")
         conn.execute("SELECT globalcart.snapshot_kpis('after')")

@@ -1,4 +1,4 @@
-"""``migrate``: apply db/migrations once each, in order, then every db/functions and db/triggers file.
+"""``migrate``: apply db/migrations once each, in order, then every db/functions, db/triggers and db/views file.
 
 Migrations are forward-only and recorded in ``globalcart.schema_migrations`` with a checksum;
 a recorded migration whose file has changed since is an error (add a new file instead).
@@ -88,7 +88,8 @@ def apply_migrations(conn: psycopg.Connection, sql_dir: Path, report: MigrateRep
 
 
 def apply_routines(conn: psycopg.Connection, sql_dir: Path, report: MigrateReport) -> None:
-    files = _sql_files(sql_dir / "functions") + _sql_files(sql_dir / "triggers")
+    # views last: they are checked against the functions they call when they are created
+    files = _sql_files(sql_dir / "functions") + _sql_files(sql_dir / "triggers") + _sql_files(sql_dir / "views")
     with conn.transaction():
         for path in files:
             try:

@@ -1,10 +1,12 @@
-"""``schedule`` / ``unschedule``: the pg_cron job of the refresh, wherever pg_cron lives.
+"""``schedule`` / ``unschedule``: the pg_cron jobs of the warehouse, wherever pg_cron lives.
 
 When pg_cron runs in the warehouse's own database this calls
-``globalcart.schedule_incremental_refresh()``. When it runs in another database
-(``cron.database_name``, ``postgres`` by default), it connects there and registers the same job
-with ``cron.schedule_in_database`` so that pg_cron runs the refresh in the warehouse, plus the
-daily purge of ``cron.job_run_details`` (which lives in pg_cron's database).
+``globalcart.schedule_incremental_refresh(schedule, follow)``. When it runs in another database
+(``cron.database_name``, ``postgres`` by default), it connects there and registers the same jobs
+with ``cron.schedule_in_database`` so that pg_cron runs them in the warehouse: the refresh (plain
+or follow mode) and the daily retention, whose commands the warehouse itself gives
+(``globalcart.refresh_job_command``, ``globalcart.purge_job_command``), plus the daily purge of
+``cron.job_run_details`` (which lives in pg_cron's database).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from driver import db
 from driver.errors import DriverError
 
 JOB = "globalcart-incremental-refresh"
-PURGE_JOB = "globalcart-purge-cron-history"
-COMMAND = "SELECT globalcart.run_incremental_refresh()"
-PURGE_COMMAND = "DELETE FROM cron.job_run_details WHERE end_time < now() - interval '7 days'"
-PURGE_SCHEDULE = "17 3 * * *"
+RETENTION_JOB = "globalcart-purge-history"
+RETENTION_SCHEDULE = "37 3 * * *"
+CRON_PURGE_JOB = "globalcart-purge-cron-history"
+CRON_PURGE_COMMAND = "DELETE FROM cron.job_run_details WHERE end_time < now() - interval '7 days'"
+CRON_PURGE_SCHEDULE = "17 3 * * *"
+EVERY_MINUTE = "* * * * *"
 
 
 @dataclass
@@ -65,18 +69,29 @@ def _refuse_other_warehouse(cron: psycopg.Connection, cron_db: str, warehouse: s
         )
 
 
-def schedule(dsn: str, every: str) -> Scheduled:
+def schedule(dsn: str, every: str, *, follow: bool = False) -> Scheduled:
+    if follow and every != EVERY_MINUTE:
+        raise DriverError("--follow runs every minute (the loop lasts 55 seconds): leave out --every.", 2)
     with db.connect(dsn, autocommit=True) as conn:
         warehouse, cron_db = _locate(conn)
         if cron_db == warehouse:
-            row = conn.execute("SELECT globalcart.schedule_incremental_refresh(%s)", (every,)).fetchone()
+            row = conn.execute("SELECT globalcart.schedule_incremental_refresh(%s, %s)", (every, follow)).fetchone()
             return Scheduled(row[0] if row else None, cron_db, warehouse)
+        row = conn.execute(
+            "SELECT globalcart.refresh_job_command(%s), globalcart.purge_job_command()", (follow,)
+        ).fetchone()
+        assert row is not None
+        refresh_command, retention_command = row
     with _cron_connection(dsn, cron_db) as cron:
         _refuse_other_warehouse(cron, cron_db, warehouse)
         row = cron.execute(
-            "SELECT cron.schedule_in_database(%s, %s, %s, %s)", (JOB, every, COMMAND, warehouse)
+            "SELECT cron.schedule_in_database(%s, %s, %s, %s)", (JOB, every, refresh_command, warehouse)
         ).fetchone()
-        cron.execute("SELECT cron.schedule(%s, %s, %s)", (PURGE_JOB, PURGE_SCHEDULE, PURGE_COMMAND))
+        cron.execute(
+            "SELECT cron.schedule_in_database(%s, %s, %s, %s)",
+            (RETENTION_JOB, RETENTION_SCHEDULE, retention_command, warehouse),
+        )
+        cron.execute("SELECT cron.schedule(%s, %s, %s)", (CRON_PURGE_JOB, CRON_PURGE_SCHEDULE, CRON_PURGE_COMMAND))
         return Scheduled(row[0] if row else None, cron_db, warehouse)
 
 
@@ -90,5 +105,8 @@ def unschedule(dsn: str) -> bool:
     with _cron_connection(dsn, cron_db) as cron:
         _refuse_other_warehouse(cron, cron_db, warehouse)
         existed = cron.execute("SELECT count(*) FROM cron.job WHERE jobname = %s", (JOB,)).fetchone()
-        cron.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname IN (%s, %s)", (JOB, PURGE_JOB))
+        cron.execute(
+            "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname IN (%s, %s, %s)",
+            (JOB, RETENTION_JOB, CRON_PURGE_JOB),
+        )
         return bool(existed and existed[0])

@@ -26,7 +26,7 @@ from queue import Queue
 import psycopg
 from faker import Faker
 
-from driver import SOURCES
+from driver import SOURCES, db
 
 COLUMNS = {
     "customers": ("customer_id", "full_name", "email", "country_code", "signup_ts", "segment", "updated_at"),
@@ -371,7 +371,7 @@ def usd_rates(conn: psycopg.Connection) -> dict[str, float]:
 class SeedReport:
     orders: int
     rows_staged: int
-    refreshes: int
+    refreshes: int  # calls that did work (each wrote an etl_runs row)
     seconds: float
     rejected: int
 
@@ -448,19 +448,18 @@ def seed_history(
                 more = landed.get()
                 staged_orders += more[0]
                 rows += more[1]
-            summary = conn.execute("SELECT globalcart.run_incremental_refresh()").fetchone()[0]
-            conn.commit()
-            refreshes += 1
-            rejected += int(summary.get("totals", {}).get("rejected", 0))
+            summary = db.run_refresh(conn)
+            refreshes += summary["run_id"] is not None
+            rejected += int(summary["totals"]["rejected"])
             if progress:
                 progress(staged_orders, orders)
     finally:
         done.set()
         thread.join()
-    summary = conn.execute("SELECT globalcart.run_incremental_refresh()").fetchone()[0]  # anything left
-    conn.commit()
-    rejected += int(summary.get("totals", {}).get("rejected", 0))
-    return SeedReport(staged_orders, rows, refreshes + 1, time.monotonic() - started, rejected)
+    summary = db.run_refresh(conn)  # anything left
+    refreshes += summary["run_id"] is not None
+    rejected += int(summary["totals"]["rejected"])
+    return SeedReport(staged_orders, rows, refreshes, time.monotonic() - started, rejected)
 
 
 class ProgressBar:

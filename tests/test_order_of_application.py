@@ -91,15 +91,16 @@ def test_orphan_timeout_comes_from_etl_settings_and_counts_from_first_staging(co
     assert [r for _, r, _ in rejects(conn)] == ["orphan"]
 
 
-def test_unparsable_orphan_timeout_fails_with_a_hint(conn):
+def test_unparsable_orphan_timeout_fails_the_call_with_a_hint(conn):
     conn.execute("UPDATE globalcart.etl_settings SET value = 'soon' WHERE name = 'orphan_timeout'")
     stage(conn, "orders", [order(1)])
     stage(conn, "payments", [payment(1, 1)])
-    with pytest.raises(Exception) as err:
-        refresh(conn)
-    assert err.value.diag.sqlstate == "GC001"
-    assert "UPDATE globalcart.etl_settings" in err.value.diag.message_hint
+    summary = refresh(conn)
+    assert summary["status"] == "failed"
+    assert summary["error"]["sqlstate"] == "GC001" and "orphan_timeout" in summary["error"]["message"]
+    assert "UPDATE globalcart.etl_settings" in summary["error"]["hint"]
     assert scalar(conn, "SELECT count(*) FROM globalcart.stg_orders") == 1  # nothing lost
+    assert scalar(conn, "SELECT count(*) FROM globalcart.fact_orders") == 0
 
 
 def test_unknown_customer_and_product_get_inferred_members(conn):

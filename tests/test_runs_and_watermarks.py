@@ -84,8 +84,19 @@ def test_every_call_that_runs_writes_one_run_row_equal_to_its_summary(conn):
     run_id, status, stats, ordered, claimed, applied, rejected, deferred = rows[0]
     assert (run_id, status, stats, ordered) == (summary["run_id"], "ok", summary, True)
     assert (claimed, applied, rejected, deferred) == (4, 2, 1, 1)
+    stage(conn, "orders", [order(3)])
     refresh(conn)
     assert scalar(conn, "SELECT count(*) FROM globalcart.etl_runs") == 2
+
+
+def test_a_call_that_finds_nothing_staged_writes_no_run_row(conn):
+    stage(conn, "orders", [order(1)])
+    refresh(conn)
+    for _ in range(3):
+        summary = refresh(conn)
+        assert (summary["status"], summary["run_id"]) == ("ok", None)
+        assert all(summary[s]["claimed"] == 0 and summary[s]["backlog"] == 0 for s in SOURCES)
+    assert scalar(conn, "SELECT count(*) FROM globalcart.etl_runs") == 1
 
 
 def test_summary_has_every_count_for_every_source_and_they_add_up(conn):

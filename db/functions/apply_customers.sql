@@ -1,12 +1,14 @@
--- globalcart.apply_customers(run_id): applies the claimed customers
+-- globalcart.apply_customers(run_id, latest_valid): applies the claimed customers
 -- (pg_temp.gc_claim_customers) to dim_customer. Steps, each one statement over the batch:
---   1. validate (missing required value) -> etl_rejects; keep the newest valid version per
+--   1. validate (missing required value, infinite timestamp, updated_at in the future) ->
+--      etl_rejects; keep the newest valid version per
 --      customer_id (older in-batch versions count as stale, exact replays as duplicate);
 --   2. guarded upsert: a version replaces the stored row only when its updated_at is
 --      greater, or when the stored row is an inferred placeholder;
 --   3. advance the 'customers' watermark.
 -- Returns the source's counts (globalcart.source_stats).
-CREATE OR REPLACE FUNCTION globalcart.apply_customers(p_run_id bigint)
+DROP FUNCTION IF EXISTS globalcart.apply_customers(bigint);  -- the signature before 0002
+CREATE OR REPLACE FUNCTION globalcart.apply_customers(p_run_id bigint, p_latest_valid timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql
   SET search_path = pg_catalog
@@ -33,6 +35,11 @@ BEGIN
                     CASE WHEN c.signup_ts IS NULL THEN 'signup_ts' END,
                     CASE WHEN c.segment IS NULL THEN 'segment' END,
                     CASE WHEN c.updated_at IS NULL THEN 'updated_at' END)
+             WHEN NOT (isfinite(c.signup_ts) AND isfinite(c.updated_at))
+             THEN 'invalid_timestamp: ' || concat_ws(', ',
+                    CASE WHEN NOT isfinite(c.signup_ts) THEN 'signup_ts' END,
+                    CASE WHEN NOT isfinite(c.updated_at) THEN 'updated_at' END)
+             WHEN c.updated_at > p_latest_valid THEN 'future_timestamp: updated_at'
            END AS reject_reason
     FROM pg_temp.gc_claim_customers c
   ), ranked AS (
@@ -78,5 +85,5 @@ BEGIN
                                  v_stale + (v_winners - v_inserted - v_updated), v_duplicate, v_rejected, 0);
 END;
 $$;
-COMMENT ON FUNCTION globalcart.apply_customers(bigint) IS
+COMMENT ON FUNCTION globalcart.apply_customers(bigint, timestamptz) IS
   'Refresh step for source customers: validate, dedup, guarded upsert into dim_customer (replacing inferred members), watermark.';

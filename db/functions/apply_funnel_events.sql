@@ -1,13 +1,15 @@
--- globalcart.apply_funnel_events(run_id, now): appends the claimed funnel events
+-- globalcart.apply_funnel_events(run_id, now, latest_valid): appends the claimed funnel events
 -- (pg_temp.gc_claim_funnel_events) to fact_funnel_events. The stream is append-only: an
 -- event_id seen before (stored, or earlier in the batch) is counted as duplicate and
 -- changes nothing. Steps, each one statement over the batch:
---   1. validate (missing required value, unknown event_type, negative cart_value_usd) ->
---      etl_rejects; keep one row per event_id (the newest staged);
+--   1. validate (missing required value, NaN, infinite timestamp, updated_at in the future,
+--      unknown event_type, negative cart_value_usd) -> etl_rejects; keep one row per
+--      event_id (the newest staged);
 --   2. inferred dim_customer / dim_product members for unknown ids;
 --   3. INSERT … ON CONFLICT DO NOTHING of the event_ids not stored yet;
 --   4. advance the 'funnel_events' watermark.
-CREATE OR REPLACE FUNCTION globalcart.apply_funnel_events(p_run_id bigint, p_now timestamptz)
+DROP FUNCTION IF EXISTS globalcart.apply_funnel_events(bigint, timestamptz);  -- the signature before 0002
+CREATE OR REPLACE FUNCTION globalcart.apply_funnel_events(p_run_id bigint, p_now timestamptz, p_latest_valid timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql
   SET search_path = pg_catalog
@@ -32,6 +34,12 @@ BEGIN
                     CASE WHEN c.event_type IS NULL THEN 'event_type' END,
                     CASE WHEN c.channel IS NULL THEN 'channel' END,
                     CASE WHEN c.updated_at IS NULL THEN 'updated_at' END)
+             WHEN c.cart_value_usd = 'NaN' THEN 'not_a_number: cart_value_usd'
+             WHEN NOT (isfinite(c.event_ts) AND isfinite(c.updated_at))
+             THEN 'invalid_timestamp: ' || concat_ws(', ',
+                    CASE WHEN NOT isfinite(c.event_ts) THEN 'event_ts' END,
+                    CASE WHEN NOT isfinite(c.updated_at) THEN 'updated_at' END)
+             WHEN c.updated_at > p_latest_valid THEN 'future_timestamp: updated_at'
              WHEN c.event_type NOT IN ('PAGE_VIEW', 'PRODUCT_VIEW', 'ADD_TO_CART', 'CHECKOUT_START',
                                        'PAYMENT_ATTEMPT', 'PAYMENT_FAILED', 'PURCHASE')
              THEN 'unknown_enum_value: event_type'
@@ -81,5 +89,5 @@ BEGIN
                                'inferred_products', v_inferred_products);
 END;
 $$;
-COMMENT ON FUNCTION globalcart.apply_funnel_events(bigint, timestamptz) IS
+COMMENT ON FUNCTION globalcart.apply_funnel_events(bigint, timestamptz, timestamptz) IS
   'Refresh step for source funnel_events: validate, drop replayed event_ids (duplicate), inferred members, append with ON CONFLICT DO NOTHING, watermark.';

@@ -1,15 +1,18 @@
--- globalcart.apply_order_items(run_id, now): applies the claimed order items
+-- globalcart.apply_order_items(run_id, now, latest_valid, orphan_cutoff): applies the claimed order items
 -- (pg_temp.gc_claim_order_items) to fact_order_items. Runs after apply_orders. Steps, each
 -- one statement over the batch:
---   1. validate (missing required value, negative amount, non-positive quantity) ->
---      etl_rejects; keep the newest valid version per order_item_id;
+--   1. validate (missing required value, NaN, infinite timestamp, updated_at in the future,
+--      non-positive quantity, negative amount) -> etl_rejects; keep the newest valid version
+--      per order_item_id;
 --   2-3. globalcart.hold_early_children(): a key stored under another order ->
 --      'order_id_changed'; a row whose order is not in fact_orders waits in staging, 'orphan'
 --      after etl_settings 'orphan_timeout';
 --   4. inferred dim_product members for unknown products;
 --   5. guarded upsert (updated_at newer); BEFORE UPDATE audits;
 --   6. advance the 'order_items' watermark.
-CREATE OR REPLACE FUNCTION globalcart.apply_order_items(p_run_id bigint, p_now timestamptz)
+DROP FUNCTION IF EXISTS globalcart.apply_order_items(bigint, timestamptz);  -- the signature before 0002
+CREATE OR REPLACE FUNCTION globalcart.apply_order_items(
+    p_run_id bigint, p_now timestamptz, p_latest_valid timestamptz, p_orphan_cutoff timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql
   SET search_path = pg_catalog
@@ -38,6 +41,13 @@ BEGIN
                     CASE WHEN c.discount_amount IS NULL THEN 'discount_amount' END,
                     CASE WHEN c.line_amount IS NULL THEN 'line_amount' END,
                     CASE WHEN c.updated_at IS NULL THEN 'updated_at' END)
+             WHEN 'NaN' IN (c.unit_price, c.discount_amount, c.line_amount)
+             THEN 'not_a_number: ' || concat_ws(', ',
+                    CASE WHEN c.unit_price = 'NaN' THEN 'unit_price' END,
+                    CASE WHEN c.discount_amount = 'NaN' THEN 'discount_amount' END,
+                    CASE WHEN c.line_amount = 'NaN' THEN 'line_amount' END)
+             WHEN NOT isfinite(c.updated_at) THEN 'invalid_timestamp: updated_at'
+             WHEN c.updated_at > p_latest_valid THEN 'future_timestamp: updated_at'
              WHEN c.quantity <= 0 THEN 'non_positive_quantity: quantity'
              WHEN least(c.unit_price, c.discount_amount, c.line_amount) < 0
              THEN 'negative_amount: ' || concat_ws(', ',
@@ -59,7 +69,7 @@ BEGIN
   ), winners AS (
     INSERT INTO pg_temp.gc_win_order_items
     SELECT r.order_item_id, r.order_id, r.product_id, r.quantity, r.unit_price, r.discount_amount,
-           r.line_amount, r.updated_at, r.stg_id, r.ingested_at
+           r.line_amount, r.updated_at, r.stg_id, r.ingested_at, r.deferrals
     FROM ranked r WHERE r.rn = 1
     RETURNING 1
   )
@@ -70,7 +80,7 @@ BEGIN
 
   -- Never to another order; early-arriving rows wait for their order (orphan after the timeout).
   SELECT h.moved, h.orphans, h.deferred INTO v_moved, v_orphans, v_deferred
-    FROM globalcart.hold_early_children('order_items', 'fact_order_items', 'order_item_id', p_run_id, p_now) AS h;
+    FROM globalcart.hold_early_children('order_items', 'fact_order_items', 'order_item_id', p_run_id, p_orphan_cutoff) AS h;
 
   v_inferred := globalcart.add_inferred_products(ARRAY(SELECT w.product_id FROM pg_temp.gc_win_order_items w), p_now);
 
@@ -98,5 +108,5 @@ BEGIN
          || jsonb_build_object('inferred_products', v_inferred);
 END;
 $$;
-COMMENT ON FUNCTION globalcart.apply_order_items(bigint, timestamptz) IS
+COMMENT ON FUNCTION globalcart.apply_order_items(bigint, timestamptz, timestamptz, timestamptz) IS
   'Refresh step for source order_items: validate, dedup, key check, wait for the order (defer/orphan), inferred products, guarded upsert, watermark.';

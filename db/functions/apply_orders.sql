@@ -1,14 +1,16 @@
--- globalcart.apply_orders(run_id, now): applies the claimed orders (pg_temp.gc_claim_orders)
+-- globalcart.apply_orders(run_id, now, latest_valid): applies the claimed orders (pg_temp.gc_claim_orders)
 -- to fact_orders. Steps, each one statement over the batch:
---   1. validate (missing required value, unknown order_status, unknown currency, negative
---      amount) -> etl_rejects; keep the newest valid version per order_id;
+--   1. validate (missing required value, NaN, infinite timestamp, updated_at in the future,
+--      unknown order_status, unknown currency, negative amount) -> etl_rejects; keep the
+--      newest valid version per order_id;
 --   2. a newer version that would move a stored order backwards or out of CANCELLED ->
 --      etl_rejects 'invalid_status_transition' (the stored row stays);
 --   3. inferred dim_customer members for unknown customers;
 --   4. guarded upsert (updated_at newer, transition allowed); BEFORE UPDATE audits;
 --   5. advance the 'orders' watermark.
 -- The winners stay in pg_temp.gc_win_orders for derive_returned_orders().
-CREATE OR REPLACE FUNCTION globalcart.apply_orders(p_run_id bigint, p_now timestamptz)
+DROP FUNCTION IF EXISTS globalcart.apply_orders(bigint, timestamptz);  -- the signature before 0002
+CREATE OR REPLACE FUNCTION globalcart.apply_orders(p_run_id bigint, p_now timestamptz, p_latest_valid timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql
   SET search_path = pg_catalog
@@ -43,6 +45,17 @@ BEGIN
                     CASE WHEN c.shipping_amount IS NULL THEN 'shipping_amount' END,
                     CASE WHEN c.net_amount IS NULL THEN 'net_amount' END,
                     CASE WHEN c.updated_at IS NULL THEN 'updated_at' END)
+             WHEN 'NaN' IN (c.gross_amount, c.discount_amount, c.shipping_amount, c.net_amount)
+             THEN 'not_a_number: ' || concat_ws(', ',
+                    CASE WHEN c.gross_amount = 'NaN' THEN 'gross_amount' END,
+                    CASE WHEN c.discount_amount = 'NaN' THEN 'discount_amount' END,
+                    CASE WHEN c.shipping_amount = 'NaN' THEN 'shipping_amount' END,
+                    CASE WHEN c.net_amount = 'NaN' THEN 'net_amount' END)
+             WHEN NOT (isfinite(c.order_ts) AND isfinite(c.updated_at))
+             THEN 'invalid_timestamp: ' || concat_ws(', ',
+                    CASE WHEN NOT isfinite(c.order_ts) THEN 'order_ts' END,
+                    CASE WHEN NOT isfinite(c.updated_at) THEN 'updated_at' END)
+             WHEN c.updated_at > p_latest_valid THEN 'future_timestamp: updated_at'
              WHEN c.order_status NOT IN ('PLACED', 'PAID', 'SHIPPED', 'DELIVERED', 'COMPLETED', 'RETURNED', 'CANCELLED')
              THEN 'unknown_enum_value: order_status'
              WHEN NOT c.currency::text = ANY (v_currencies) THEN 'unknown_currency: currency'
@@ -120,5 +133,5 @@ BEGIN
          || jsonb_build_object('inferred_customers', v_inferred);
 END;
 $$;
-COMMENT ON FUNCTION globalcart.apply_orders(bigint, timestamptz) IS
+COMMENT ON FUNCTION globalcart.apply_orders(bigint, timestamptz, timestamptz) IS
   'Refresh step for source orders: validate, dedup, status-transition check, inferred customers, guarded upsert into fact_orders, watermark.';

@@ -1,14 +1,16 @@
--- globalcart.apply_payments(run_id, now): applies the claimed payments
+-- globalcart.apply_payments(run_id, latest_valid, orphan_cutoff): applies the claimed payments
 -- (pg_temp.gc_claim_payments) to fact_payments. Runs after apply_orders. Steps, each one
 -- statement over the batch:
---   1. validate (missing required value, unknown payment_status, unknown currency, negative
---      amount) -> etl_rejects; keep the newest valid version per payment_id;
+--   1. validate (missing required value, NaN, infinite timestamp, updated_at in the future,
+--      unknown payment_status, unknown currency, negative amount) -> etl_rejects; keep the
+--      newest valid version per payment_id;
 --   2-3. globalcart.hold_early_children(): a key stored under another order ->
 --      'order_id_changed'; a row whose order is not in fact_orders waits in staging, 'orphan'
 --      after etl_settings 'orphan_timeout';
 --   4. guarded upsert (updated_at newer); BEFORE UPDATE audits;
 --   5. advance the 'payments' watermark.
-CREATE OR REPLACE FUNCTION globalcart.apply_payments(p_run_id bigint, p_now timestamptz)
+DROP FUNCTION IF EXISTS globalcart.apply_payments(bigint, timestamptz);  -- the signature before 0002
+CREATE OR REPLACE FUNCTION globalcart.apply_payments(p_run_id bigint, p_latest_valid timestamptz, p_orphan_cutoff timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql
   SET search_path = pg_catalog
@@ -38,6 +40,12 @@ BEGIN
                     CASE WHEN c.amount IS NULL THEN 'amount' END,
                     CASE WHEN c.currency IS NULL THEN 'currency' END,
                     CASE WHEN c.updated_at IS NULL THEN 'updated_at' END)
+             WHEN c.amount = 'NaN' THEN 'not_a_number: amount'
+             WHEN NOT (isfinite(c.payment_ts) AND isfinite(c.updated_at))
+             THEN 'invalid_timestamp: ' || concat_ws(', ',
+                    CASE WHEN NOT isfinite(c.payment_ts) THEN 'payment_ts' END,
+                    CASE WHEN NOT isfinite(c.updated_at) THEN 'updated_at' END)
+             WHEN c.updated_at > p_latest_valid THEN 'future_timestamp: updated_at'
              WHEN c.payment_status NOT IN ('AUTHORIZED', 'CAPTURED', 'FAILED', 'REFUNDED')
              THEN 'unknown_enum_value: payment_status'
              WHEN NOT c.currency::text = ANY (v_currencies) THEN 'unknown_currency: currency'
@@ -57,7 +65,7 @@ BEGIN
   ), winners AS (
     INSERT INTO pg_temp.gc_win_payments
     SELECT r.payment_id, r.order_id, r.payment_ts, r.payment_method, r.payment_status, r.amount,
-           r.currency, r.updated_at, r.stg_id, r.ingested_at
+           r.currency, r.updated_at, r.stg_id, r.ingested_at, r.deferrals
     FROM ranked r WHERE r.rn = 1
     RETURNING 1
   )
@@ -68,7 +76,7 @@ BEGIN
 
   -- Never to another order; early-arriving rows wait for their order (orphan after the timeout).
   SELECT h.moved, h.orphans, h.deferred INTO v_moved, v_orphans, v_deferred
-    FROM globalcart.hold_early_children('payments', 'fact_payments', 'payment_id', p_run_id, p_now) AS h;
+    FROM globalcart.hold_early_children('payments', 'fact_payments', 'payment_id', p_run_id, p_orphan_cutoff) AS h;
 
   WITH upserted AS (
     INSERT INTO globalcart.fact_payments AS t
@@ -93,5 +101,5 @@ BEGIN
                                  v_duplicate, v_rejected + v_moved + v_orphans, v_deferred);
 END;
 $$;
-COMMENT ON FUNCTION globalcart.apply_payments(bigint, timestamptz) IS
+COMMENT ON FUNCTION globalcart.apply_payments(bigint, timestamptz, timestamptz) IS
   'Refresh step for source payments: validate, dedup, key check, wait for the order (defer/orphan), guarded upsert, watermark.';

@@ -1,11 +1,13 @@
--- globalcart.apply_products(run_id): applies the claimed products
+-- globalcart.apply_products(run_id, latest_valid): applies the claimed products
 -- (pg_temp.gc_claim_products) to dim_product. Steps, each one statement over the batch:
---   1. validate (missing required value, negative list price) -> etl_rejects; keep the
+--   1. validate (missing required value, NaN, infinite timestamp, updated_at in the future,
+--      negative list price) -> etl_rejects; keep the
 --      newest valid version per product_id;
 --   2. guarded upsert: a version replaces the stored row only when its updated_at is
 --      greater, or when the stored row is an inferred placeholder;
 --   3. advance the 'products' watermark.
-CREATE OR REPLACE FUNCTION globalcart.apply_products(p_run_id bigint)
+DROP FUNCTION IF EXISTS globalcart.apply_products(bigint);  -- the signature before 0002
+CREATE OR REPLACE FUNCTION globalcart.apply_products(p_run_id bigint, p_latest_valid timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql
   SET search_path = pg_catalog
@@ -30,6 +32,9 @@ BEGIN
                     CASE WHEN c.category IS NULL THEN 'category' END,
                     CASE WHEN c.list_price_usd IS NULL THEN 'list_price_usd' END,
                     CASE WHEN c.updated_at IS NULL THEN 'updated_at' END)
+             WHEN c.list_price_usd = 'NaN' THEN 'not_a_number: list_price_usd'
+             WHEN NOT isfinite(c.updated_at) THEN 'invalid_timestamp: updated_at'
+             WHEN c.updated_at > p_latest_valid THEN 'future_timestamp: updated_at'
              WHEN c.list_price_usd < 0 THEN 'negative_amount: list_price_usd'
            END AS reject_reason
     FROM pg_temp.gc_claim_products c
@@ -75,5 +80,5 @@ BEGIN
                                  v_stale + (v_winners - v_inserted - v_updated), v_duplicate, v_rejected, 0);
 END;
 $$;
-COMMENT ON FUNCTION globalcart.apply_products(bigint) IS
+COMMENT ON FUNCTION globalcart.apply_products(bigint, timestamptz) IS
   'Refresh step for source products: validate, dedup, guarded upsert into dim_product (replacing inferred members), watermark.';

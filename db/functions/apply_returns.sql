@@ -1,16 +1,18 @@
--- globalcart.apply_returns(run_id, now): applies the claimed returns
+-- globalcart.apply_returns(run_id, latest_valid, orphan_cutoff): applies the claimed returns
 -- (pg_temp.gc_claim_returns) to fact_returns. Runs after apply_orders; the order status
 -- change a return causes is derive_returned_orders()'s. Steps, each one statement over
 -- the batch:
---   1. validate (missing required value, unknown return_status, negative refund_amount)
---      -> etl_rejects; keep the newest valid version per return_id;
+--   1. validate (missing required value, NaN, infinite timestamp, updated_at in the future,
+--      unknown return_status, negative refund_amount) -> etl_rejects; keep the newest valid
+--      version per return_id;
 --   2-3. globalcart.hold_early_children(): a key stored under another order ->
 --      'order_id_changed'; a row whose order is not in fact_orders waits in staging, 'orphan'
 --      after etl_settings 'orphan_timeout';
 --   4. guarded upsert (updated_at newer); BEFORE UPDATE audits;
 --   5. advance the 'returns' watermark.
 -- The winners stay in pg_temp.gc_win_returns for derive_returned_orders().
-CREATE OR REPLACE FUNCTION globalcart.apply_returns(p_run_id bigint, p_now timestamptz)
+DROP FUNCTION IF EXISTS globalcart.apply_returns(bigint, timestamptz);  -- the signature before 0002
+CREATE OR REPLACE FUNCTION globalcart.apply_returns(p_run_id bigint, p_latest_valid timestamptz, p_orphan_cutoff timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql
   SET search_path = pg_catalog
@@ -38,6 +40,12 @@ BEGIN
                     CASE WHEN c.refund_amount IS NULL THEN 'refund_amount' END,
                     CASE WHEN c.return_status IS NULL THEN 'return_status' END,
                     CASE WHEN c.updated_at IS NULL THEN 'updated_at' END)
+             WHEN c.refund_amount = 'NaN' THEN 'not_a_number: refund_amount'
+             WHEN NOT (isfinite(c.return_ts) AND isfinite(c.updated_at))
+             THEN 'invalid_timestamp: ' || concat_ws(', ',
+                    CASE WHEN NOT isfinite(c.return_ts) THEN 'return_ts' END,
+                    CASE WHEN NOT isfinite(c.updated_at) THEN 'updated_at' END)
+             WHEN c.updated_at > p_latest_valid THEN 'future_timestamp: updated_at'
              WHEN c.return_status NOT IN ('REQUESTED', 'APPROVED', 'REFUNDED', 'REJECTED')
              THEN 'unknown_enum_value: return_status'
              WHEN c.refund_amount < 0 THEN 'negative_amount: refund_amount'
@@ -56,7 +64,7 @@ BEGIN
   ), winners AS (
     INSERT INTO pg_temp.gc_win_returns
     SELECT r.return_id, r.order_id, r.order_item_id, r.return_ts, r.reason, r.refund_amount,
-           r.return_status, r.updated_at, r.stg_id, r.ingested_at
+           r.return_status, r.updated_at, r.stg_id, r.ingested_at, r.deferrals
     FROM ranked r WHERE r.rn = 1
     RETURNING 1
   )
@@ -67,7 +75,7 @@ BEGIN
 
   -- Never to another order; early-arriving rows wait for their order (orphan after the timeout).
   SELECT h.moved, h.orphans, h.deferred INTO v_moved, v_orphans, v_deferred
-    FROM globalcart.hold_early_children('returns', 'fact_returns', 'return_id', p_run_id, p_now) AS h;
+    FROM globalcart.hold_early_children('returns', 'fact_returns', 'return_id', p_run_id, p_orphan_cutoff) AS h;
 
   WITH upserted AS (
     INSERT INTO globalcart.fact_returns AS t
@@ -92,5 +100,5 @@ BEGIN
                                  v_duplicate, v_rejected + v_moved + v_orphans, v_deferred);
 END;
 $$;
-COMMENT ON FUNCTION globalcart.apply_returns(bigint, timestamptz) IS
+COMMENT ON FUNCTION globalcart.apply_returns(bigint, timestamptz, timestamptz) IS
   'Refresh step for source returns: validate, dedup, key check, wait for the order (defer/orphan), guarded upsert, watermark.';

@@ -1,15 +1,17 @@
--- globalcart.apply_shipments(run_id, now): applies the claimed shipments
+-- globalcart.apply_shipments(run_id, latest_valid, orphan_cutoff): applies the claimed shipments
 -- (pg_temp.gc_claim_shipments) to fact_shipments. Runs after apply_orders. The staged
 -- sla_breached_flag is ignored: fact_shipments computes it (delivered_ts > promised_ts).
 -- Steps, each one statement over the batch:
---   1. validate (missing required value, unknown shipment_status) -> etl_rejects; keep the
---      newest valid version per shipment_id;
+--   1. validate (missing required value, infinite timestamp, updated_at in the future,
+--      unknown shipment_status) -> etl_rejects; keep the newest valid version per
+--      shipment_id;
 --   2-3. globalcart.hold_early_children(): a key stored under another order ->
 --      'order_id_changed'; a row whose order is not in fact_orders waits in staging, 'orphan'
 --      after etl_settings 'orphan_timeout';
 --   4. guarded upsert (updated_at newer); BEFORE UPDATE audits;
 --   5. advance the 'shipments' watermark.
-CREATE OR REPLACE FUNCTION globalcart.apply_shipments(p_run_id bigint, p_now timestamptz)
+DROP FUNCTION IF EXISTS globalcart.apply_shipments(bigint, timestamptz);  -- the signature before 0002
+CREATE OR REPLACE FUNCTION globalcart.apply_shipments(p_run_id bigint, p_latest_valid timestamptz, p_orphan_cutoff timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql
   SET search_path = pg_catalog
@@ -37,6 +39,14 @@ BEGIN
                     CASE WHEN c.promised_ts IS NULL THEN 'promised_ts' END,
                     CASE WHEN c.shipment_status IS NULL THEN 'shipment_status' END,
                     CASE WHEN c.updated_at IS NULL THEN 'updated_at' END)
+             WHEN NOT (isfinite(c.shipped_ts) AND isfinite(c.promised_ts) AND coalesce(isfinite(c.delivered_ts), true)
+                       AND isfinite(c.updated_at))
+             THEN 'invalid_timestamp: ' || concat_ws(', ',
+                    CASE WHEN NOT isfinite(c.shipped_ts) THEN 'shipped_ts' END,
+                    CASE WHEN NOT isfinite(c.promised_ts) THEN 'promised_ts' END,
+                    CASE WHEN NOT isfinite(c.delivered_ts) THEN 'delivered_ts' END,
+                    CASE WHEN NOT isfinite(c.updated_at) THEN 'updated_at' END)
+             WHEN c.updated_at > p_latest_valid THEN 'future_timestamp: updated_at'
              WHEN c.shipment_status NOT IN ('CREATED', 'IN_TRANSIT', 'DELIVERED', 'DELAYED')
              THEN 'unknown_enum_value: shipment_status'
            END AS reject_reason
@@ -54,7 +64,7 @@ BEGIN
   ), winners AS (
     INSERT INTO pg_temp.gc_win_shipments
     SELECT r.shipment_id, r.order_id, r.carrier, r.shipped_ts, r.promised_ts, r.delivered_ts,
-           r.shipment_status, r.sla_breached_flag, r.updated_at, r.stg_id, r.ingested_at
+           r.shipment_status, r.sla_breached_flag, r.updated_at, r.stg_id, r.ingested_at, r.deferrals
     FROM ranked r WHERE r.rn = 1
     RETURNING 1
   )
@@ -65,7 +75,7 @@ BEGIN
 
   -- Never to another order; early-arriving rows wait for their order (orphan after the timeout).
   SELECT h.moved, h.orphans, h.deferred INTO v_moved, v_orphans, v_deferred
-    FROM globalcart.hold_early_children('shipments', 'fact_shipments', 'shipment_id', p_run_id, p_now) AS h;
+    FROM globalcart.hold_early_children('shipments', 'fact_shipments', 'shipment_id', p_run_id, p_orphan_cutoff) AS h;
 
   WITH upserted AS (
     INSERT INTO globalcart.fact_shipments AS t
@@ -90,5 +100,5 @@ BEGIN
                                  v_duplicate, v_rejected + v_moved + v_orphans, v_deferred);
 END;
 $$;
-COMMENT ON FUNCTION globalcart.apply_shipments(bigint, timestamptz) IS
+COMMENT ON FUNCTION globalcart.apply_shipments(bigint, timestamptz, timestamptz) IS
   'Refresh step for source shipments: validate, dedup, key check, wait for the order (defer/orphan), guarded upsert (SLA flag computed), watermark.';

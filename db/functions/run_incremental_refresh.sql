@@ -1,18 +1,29 @@
--- globalcart.run_incremental_refresh(): applies everything staged in globalcart.stg_* to
--- the dimensions and facts, in one transaction (CONTRACT section 2).
+-- globalcart.run_incremental_refresh(): applies what is staged in globalcart.stg_* to the
+-- dimensions and facts, in one transaction (CONTRACT section 2), and never stops on a bad
+-- row or hangs on a lock (section 5).
 --
 --   1. pg_try_advisory_xact_lock: if another refresh holds it, return "skipped" at once.
---   2. Open the run (etl_runs) and publish its id to the audit triggers.
---   3. Claim: one statement DELETEs every staging table RETURNING into the temporary
---      claim tables, so one snapshot decides the batch, and a row committed after it
+--   2. Read the settings (globalcart.refresh_settings; a bad one fails the call, recorded)
+--      and bound every lock wait by 'lock_timeout'.
+--   3. Nothing new staged (no fresh row, no deferred row due for the orphan check): return
+--      at once, writing no etl_runs row — a follow loop makes thousands of these a day.
+--      Rows still waiting for their order are left alone (no order can have arrived) and
+--      reported as claimed and deferred again.
+--   4. Open the run (etl_runs) and publish its id to the audit triggers.
+--   5. Claim: one statement DELETEs from every staging table RETURNING into the temporary
+--      claim tables — at most 'max_rows_per_run' rows per source, lowest stg_id (earliest
+--      staged) first — so one snapshot decides the batch, and a row committed after it
 --      stays in staging for the next call: nothing is read twice or lost.
---   4. Apply, dimensions before facts and orders before their children:
---      customers, products, orders, order_items, payments, shipments, returns, funnel.
---   5. Derived state: returns turn delivered orders RETURNED.
---   6. Close the run with its summary, which is also returned:
---      {"run_id", "status", "started_at", "finished_at", "duration_ms", "<source>": {counts}…,
---       "sources": {"<source>": {counts}…} (the same objects, grouped), "totals": {counts},
---       "derived": {"orders_returned"}}
+--   6. Apply, dimensions before facts and orders before their children: customers,
+--      products, orders, order_items, payments, shipments, returns, funnel_events — each by
+--      globalcart.apply_source(), which isolates and rejects rows that make its batch fail.
+--   7. Derived state: returns turn delivered orders RETURNED.
+--   8. Close the run with its summary (globalcart.refresh_summary), which is also returned;
+--      each source's "backlog" counts its rows still staged, deferred ones aside.
+-- Any error in 2-8 (a lock or statement timeout, a cancel, a bad setting, anything else)
+-- rolls all of it back — facts, audit, watermarks, rejects, and the claim, so staging is
+-- intact — and the call returns {"status": "failed", "error": {"sqlstate", "message"}, …}
+-- after recording a 'failed' etl_runs row. The next call retries the same rows.
 CREATE OR REPLACE FUNCTION globalcart.run_incremental_refresh()
   RETURNS jsonb
   LANGUAGE plpgsql
@@ -22,91 +33,172 @@ CREATE OR REPLACE FUNCTION globalcart.run_incremental_refresh()
   -- of a few hundred thousand rows are sorted in memory. One refresh runs at a time.
   SET random_page_cost = 1.1
   SET work_mem = '64MB'
+  -- The default of etl_settings 'lock_timeout'; the call sets the configured value, and this
+  -- clause gives the caller's own value back when the call returns.
+  SET lock_timeout = '10s'
 AS $$
 DECLARE
   v_lock_key constant bigint := 360360::bigint;  -- advisory lock key: one refresh at a time
-  v_sources constant text[] := ARRAY['customers', 'products', 'orders', 'order_items',
-                                     'payments', 'shipments', 'returns', 'funnel_events'];
   v_started timestamptz := clock_timestamp();
   v_now timestamptz := now();
+  v_settings record;
+  v_cutoff timestamptz;        -- a deferred child first staged at or before this is an orphan
+  v_latest_valid timestamptz;  -- an updated_at after this is rejected as future_timestamp
+  v_max bigint;                -- max_rows_per_run
   v_run_id bigint;
   v_stats jsonb := '{}'::jsonb;
-  v_totals jsonb;
-  v_returned bigint := 0::bigint;
-  v_finished timestamptz;
+  v_returned bigint;
+  v_summary jsonb;
+  v_sqlstate text;
+  v_message text;
+  v_detail text;
+  v_hint text;
 BEGIN
   IF NOT pg_try_advisory_xact_lock(v_lock_key) THEN
     RAISE NOTICE 'globalcart.run_incremental_refresh: another refresh is running; skipped';
-    SELECT jsonb_object_agg(s, globalcart.source_stats()) INTO v_stats FROM unnest(v_sources) AS s;
-    RETURN jsonb_build_object('run_id', NULL, 'status', 'skipped', 'reason', 'another refresh is running',
-                              'sources', v_stats)
-           || v_stats;
+    RETURN globalcart.refresh_summary(NULL, 'skipped', v_started,
+             (SELECT jsonb_object_agg(s, globalcart.source_stats() || '{"backlog": null}'::jsonb)
+                FROM unnest(ARRAY['customers', 'products', 'orders', 'order_items', 'payments', 'shipments',
+                                  'returns', 'funnel_events']) AS s),
+             jsonb_build_object('reason', 'another refresh is running'));
   END IF;
 
-  INSERT INTO globalcart.etl_runs (started_at, status) VALUES (v_started, 'running')
-  RETURNING run_id INTO v_run_id;
-  PERFORM set_config('globalcart.run_id', v_run_id::text, true);
+  BEGIN
+    v_settings := globalcart.refresh_settings();
+    PERFORM set_config('lock_timeout', (extract(epoch FROM v_settings.lock_timeout) * 1000)::bigint::text, true);
+    v_cutoff := v_now - v_settings.orphan_timeout;
+    v_latest_valid := v_now + v_settings.max_clock_skew;
+    v_max := v_settings.max_rows_per_run;
 
-  IF EXISTS (SELECT 1 FROM globalcart.stg_customers) OR EXISTS (SELECT 1 FROM globalcart.stg_products)
-     OR EXISTS (SELECT 1 FROM globalcart.stg_orders) OR EXISTS (SELECT 1 FROM globalcart.stg_order_items)
-     OR EXISTS (SELECT 1 FROM globalcart.stg_payments) OR EXISTS (SELECT 1 FROM globalcart.stg_shipments)
-     OR EXISTS (SELECT 1 FROM globalcart.stg_returns) OR EXISTS (SELECT 1 FROM globalcart.stg_funnel_events)
-  THEN
+    IF NOT EXISTS (SELECT 1 FROM globalcart.staged_rows(v_cutoff) AS s WHERE s.staged > 0 OR s.due > 0) THEN
+      SELECT jsonb_object_agg(s.source_name,
+                              globalcart.source_stats(p_claimed => s.deferred, p_deferred => s.deferred)
+                              || '{"backlog": 0}'::jsonb)
+        INTO v_stats
+        FROM globalcart.staged_rows(v_cutoff) AS s;
+      RETURN globalcart.refresh_summary(NULL, 'ok', v_started, v_stats,
+                                        '{"derived": {"orders_returned": 0}}'::jsonb);
+    END IF;
+
+    INSERT INTO globalcart.etl_runs (started_at, status) VALUES (v_started, 'running')
+    RETURNING run_id INTO v_run_id;
+    PERFORM set_config('globalcart.run_id', v_run_id::text, true);
     PERFORM globalcart.create_work_tables();
 
-    WITH d_customers AS (DELETE FROM globalcart.stg_customers RETURNING *),
+    -- The claim. Per source, the rows up to a stg_id bound: the greatest staged stg_id when
+    -- the source cannot hold more than v_max rows (two index probes), else the v_max-th.
+    WITH d_customers AS (
+           DELETE FROM globalcart.stg_customers s
+            WHERE s.stg_id <= (SELECT CASE WHEN b.hi - b.lo < v_max THEN b.hi ELSE
+                                            (SELECT x.stg_id FROM globalcart.stg_customers x
+                                              ORDER BY x.stg_id OFFSET v_max - 1 LIMIT 1) END
+                                 FROM (SELECT min(y.stg_id) AS lo, max(y.stg_id) AS hi
+                                         FROM globalcart.stg_customers y) AS b)
+           RETURNING s.*),
          c_customers AS (INSERT INTO pg_temp.gc_claim_customers SELECT * FROM d_customers),
-         d_products AS (DELETE FROM globalcart.stg_products RETURNING *),
+         d_products AS (
+           DELETE FROM globalcart.stg_products s
+            WHERE s.stg_id <= (SELECT CASE WHEN b.hi - b.lo < v_max THEN b.hi ELSE
+                                            (SELECT x.stg_id FROM globalcart.stg_products x
+                                              ORDER BY x.stg_id OFFSET v_max - 1 LIMIT 1) END
+                                 FROM (SELECT min(y.stg_id) AS lo, max(y.stg_id) AS hi
+                                         FROM globalcart.stg_products y) AS b)
+           RETURNING s.*),
          c_products AS (INSERT INTO pg_temp.gc_claim_products SELECT * FROM d_products),
-         d_orders AS (DELETE FROM globalcart.stg_orders RETURNING *),
+         d_orders AS (
+           DELETE FROM globalcart.stg_orders s
+            WHERE s.stg_id <= (SELECT CASE WHEN b.hi - b.lo < v_max THEN b.hi ELSE
+                                            (SELECT x.stg_id FROM globalcart.stg_orders x
+                                              ORDER BY x.stg_id OFFSET v_max - 1 LIMIT 1) END
+                                 FROM (SELECT min(y.stg_id) AS lo, max(y.stg_id) AS hi
+                                         FROM globalcart.stg_orders y) AS b)
+           RETURNING s.*),
          c_orders AS (INSERT INTO pg_temp.gc_claim_orders SELECT * FROM d_orders),
-         d_order_items AS (DELETE FROM globalcart.stg_order_items RETURNING *),
+         d_order_items AS (
+           DELETE FROM globalcart.stg_order_items s
+            WHERE s.stg_id <= (SELECT CASE WHEN b.hi - b.lo < v_max THEN b.hi ELSE
+                                            (SELECT x.stg_id FROM globalcart.stg_order_items x
+                                              ORDER BY x.stg_id OFFSET v_max - 1 LIMIT 1) END
+                                 FROM (SELECT min(y.stg_id) AS lo, max(y.stg_id) AS hi
+                                         FROM globalcart.stg_order_items y) AS b)
+           RETURNING s.*),
          c_order_items AS (INSERT INTO pg_temp.gc_claim_order_items SELECT * FROM d_order_items),
-         d_payments AS (DELETE FROM globalcart.stg_payments RETURNING *),
+         d_payments AS (
+           DELETE FROM globalcart.stg_payments s
+            WHERE s.stg_id <= (SELECT CASE WHEN b.hi - b.lo < v_max THEN b.hi ELSE
+                                            (SELECT x.stg_id FROM globalcart.stg_payments x
+                                              ORDER BY x.stg_id OFFSET v_max - 1 LIMIT 1) END
+                                 FROM (SELECT min(y.stg_id) AS lo, max(y.stg_id) AS hi
+                                         FROM globalcart.stg_payments y) AS b)
+           RETURNING s.*),
          c_payments AS (INSERT INTO pg_temp.gc_claim_payments SELECT * FROM d_payments),
-         d_shipments AS (DELETE FROM globalcart.stg_shipments RETURNING *),
+         d_shipments AS (
+           DELETE FROM globalcart.stg_shipments s
+            WHERE s.stg_id <= (SELECT CASE WHEN b.hi - b.lo < v_max THEN b.hi ELSE
+                                            (SELECT x.stg_id FROM globalcart.stg_shipments x
+                                              ORDER BY x.stg_id OFFSET v_max - 1 LIMIT 1) END
+                                 FROM (SELECT min(y.stg_id) AS lo, max(y.stg_id) AS hi
+                                         FROM globalcart.stg_shipments y) AS b)
+           RETURNING s.*),
          c_shipments AS (INSERT INTO pg_temp.gc_claim_shipments SELECT * FROM d_shipments),
-         d_returns AS (DELETE FROM globalcart.stg_returns RETURNING *),
+         d_returns AS (
+           DELETE FROM globalcart.stg_returns s
+            WHERE s.stg_id <= (SELECT CASE WHEN b.hi - b.lo < v_max THEN b.hi ELSE
+                                            (SELECT x.stg_id FROM globalcart.stg_returns x
+                                              ORDER BY x.stg_id OFFSET v_max - 1 LIMIT 1) END
+                                 FROM (SELECT min(y.stg_id) AS lo, max(y.stg_id) AS hi
+                                         FROM globalcart.stg_returns y) AS b)
+           RETURNING s.*),
          c_returns AS (INSERT INTO pg_temp.gc_claim_returns SELECT * FROM d_returns),
-         d_funnel_events AS (DELETE FROM globalcart.stg_funnel_events RETURNING *)
+         d_funnel_events AS (
+           DELETE FROM globalcart.stg_funnel_events s
+            WHERE s.stg_id <= (SELECT CASE WHEN b.hi - b.lo < v_max THEN b.hi ELSE
+                                            (SELECT x.stg_id FROM globalcart.stg_funnel_events x
+                                              ORDER BY x.stg_id OFFSET v_max - 1 LIMIT 1) END
+                                 FROM (SELECT min(y.stg_id) AS lo, max(y.stg_id) AS hi
+                                         FROM globalcart.stg_funnel_events y) AS b)
+           RETURNING s.*)
     INSERT INTO pg_temp.gc_claim_funnel_events SELECT * FROM d_funnel_events;
 
     v_stats := jsonb_build_object(
-      'customers', globalcart.apply_customers(v_run_id),
-      'products', globalcart.apply_products(v_run_id));
-    v_stats := v_stats || jsonb_build_object('orders', globalcart.apply_orders(v_run_id, v_now));
-    v_stats := v_stats || jsonb_build_object('order_items', globalcart.apply_order_items(v_run_id, v_now));
-    v_stats := v_stats || jsonb_build_object('payments', globalcart.apply_payments(v_run_id, v_now));
-    v_stats := v_stats || jsonb_build_object('shipments', globalcart.apply_shipments(v_run_id, v_now));
-    v_stats := v_stats || jsonb_build_object('returns', globalcart.apply_returns(v_run_id, v_now));
-    v_stats := v_stats || jsonb_build_object('funnel_events', globalcart.apply_funnel_events(v_run_id, v_now));
+      'customers', globalcart.apply_source('customers', v_run_id, v_now, v_latest_valid, v_cutoff),
+      'products', globalcart.apply_source('products', v_run_id, v_now, v_latest_valid, v_cutoff));
+    v_stats := v_stats || jsonb_build_object(
+      'orders', globalcart.apply_source('orders', v_run_id, v_now, v_latest_valid, v_cutoff));
+    v_stats := v_stats || jsonb_build_object(
+      'order_items', globalcart.apply_source('order_items', v_run_id, v_now, v_latest_valid, v_cutoff));
+    v_stats := v_stats || jsonb_build_object(
+      'payments', globalcart.apply_source('payments', v_run_id, v_now, v_latest_valid, v_cutoff));
+    v_stats := v_stats || jsonb_build_object(
+      'shipments', globalcart.apply_source('shipments', v_run_id, v_now, v_latest_valid, v_cutoff));
+    v_stats := v_stats || jsonb_build_object(
+      'returns', globalcart.apply_source('returns', v_run_id, v_now, v_latest_valid, v_cutoff));
+    v_stats := v_stats || jsonb_build_object(
+      'funnel_events', globalcart.apply_source('funnel_events', v_run_id, v_now, v_latest_valid, v_cutoff));
     v_returned := globalcart.derive_returned_orders();
-  ELSE
-    SELECT jsonb_object_agg(s, globalcart.source_stats()) INTO v_stats FROM unnest(v_sources) AS s;
-  END IF;
 
-  SELECT jsonb_object_agg(k.key, k.total) INTO v_totals
-  FROM (SELECT c.key, sum(c.value::bigint) AS total
-          FROM unnest(v_sources) AS s, jsonb_each_text(v_stats -> s) AS c
-         GROUP BY c.key) AS k;
-
-  v_finished := clock_timestamp();
-  v_stats := jsonb_build_object(
-               'run_id', v_run_id, 'status', 'ok', 'started_at', v_started, 'finished_at', v_finished,
-               'duration_ms', round(extract(epoch FROM v_finished - v_started) * 1000, 1))
-             || v_stats
-             || jsonb_build_object('sources', v_stats, 'totals', v_totals,
-                                   'derived', jsonb_build_object('orders_returned', v_returned));
-
-  UPDATE globalcart.etl_runs
-     SET finished_at = v_finished, status = 'ok', stats = v_stats,
-         rows_claimed = (v_totals ->> 'claimed')::bigint,
-         rows_applied = (v_totals ->> 'inserted')::bigint + (v_totals ->> 'updated')::bigint,
-         rows_rejected = (v_totals ->> 'rejected')::bigint,
-         rows_deferred = (v_totals ->> 'deferred')::bigint
-   WHERE run_id = v_run_id;
-  RETURN v_stats;
+    SELECT jsonb_object_agg(s.source_name, (v_stats -> s.source_name) || jsonb_build_object('backlog', s.staged))
+      INTO v_stats
+      FROM globalcart.staged_rows() AS s;
+    v_summary := globalcart.refresh_summary(v_run_id, 'ok', v_started, v_stats,
+                                            jsonb_build_object('derived', jsonb_build_object('orders_returned', v_returned)));
+    UPDATE globalcart.etl_runs
+       SET finished_at = (v_summary ->> 'finished_at')::timestamptz, status = 'ok', stats = v_summary,
+           rows_claimed = (v_summary #>> '{totals,claimed}')::bigint,
+           rows_applied = (v_summary #>> '{totals,inserted}')::bigint + (v_summary #>> '{totals,updated}')::bigint,
+           rows_rejected = (v_summary #>> '{totals,rejected}')::bigint,
+           rows_deferred = (v_summary #>> '{totals,deferred}')::bigint
+     WHERE run_id = v_run_id;
+    RETURN v_summary;
+  EXCEPTION WHEN OTHERS OR query_canceled THEN
+    GET STACKED DIAGNOSTICS v_sqlstate = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
+  END;
+  -- Everything of steps 2-8 is rolled back; what is left is to say so, and record it.
+  RETURN globalcart.record_failed_run(v_started, jsonb_strip_nulls(jsonb_build_object(
+           'sqlstate', v_sqlstate, 'message', v_message, 'detail', nullif(v_detail, ''),
+           'hint', nullif(v_hint, ''))));
 END;
 $$;
 COMMENT ON FUNCTION globalcart.run_incremental_refresh() IS
-  'Applies everything staged in globalcart.stg_* in one transaction (lossless claim, dedup, newest-wins upsert, audit, quarantine, deferral of early children) and returns a jsonb summary; returns status skipped when another refresh is running.';
+  'Applies what is staged in globalcart.stg_* in one transaction (lossless bounded claim, dedup, newest-wins upsert, audit, quarantine and isolation of failing rows, deferral of early children) and returns a jsonb summary; status skipped when another refresh is running, failed (recorded in etl_runs, nothing changed) when it cannot finish.';

@@ -1,0 +1,51 @@
+-- globalcart.purge_history(): retention (CONTRACT 5.5). Deletes etl_runs, etl_rejects and
+-- kpi_snapshots rows older than etl_settings 'history_retention' (default 90 days), and,
+-- when 'audit_retention' is an interval (default 'none': kept for ever), the rows of every
+-- audit table (globalcart.audit_*, read from the catalog) audited longer ago than that.
+-- Returns how many rows it deleted, per table. schedule_incremental_refresh() registers it
+-- as a daily pg_cron job.
+CREATE OR REPLACE FUNCTION globalcart.purge_history()
+  RETURNS jsonb
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog
+AS $$
+-- It deletes through EXECUTE (one statement per audit table), which plpgsql_check cannot see
+-- into:  @plpgsql_check_options: performance_warnings = false
+DECLARE
+  v_history_cutoff timestamptz := now() - globalcart.etl_setting_interval('history_retention', interval '90 days');
+  v_audit_setting text := (SELECT s.value FROM globalcart.etl_settings s WHERE s.name = 'audit_retention');
+  v_audit_cutoff timestamptz;
+  v_table text;
+  v_deleted bigint;
+  v_result jsonb;
+BEGIN
+  IF v_audit_setting IS NOT NULL AND lower(btrim(v_audit_setting)) <> 'none' THEN
+    v_audit_cutoff := now() - globalcart.etl_setting_interval('audit_retention', NULL);
+  END IF;
+
+  DELETE FROM globalcart.etl_runs r WHERE r.started_at < v_history_cutoff;
+  GET DIAGNOSTICS v_deleted = ROW_COUNT;
+  v_result := jsonb_build_object('etl_runs', v_deleted);
+  DELETE FROM globalcart.etl_rejects j WHERE j.rejected_at < v_history_cutoff;
+  GET DIAGNOSTICS v_deleted = ROW_COUNT;
+  v_result := v_result || jsonb_build_object('etl_rejects', v_deleted);
+  DELETE FROM globalcart.kpi_snapshots k WHERE k.taken_at < v_history_cutoff;
+  GET DIAGNOSTICS v_deleted = ROW_COUNT;
+  v_result := v_result || jsonb_build_object('kpi_snapshots', v_deleted);
+
+  IF v_audit_cutoff IS NOT NULL THEN
+    FOR v_table IN
+      SELECT c.relname FROM pg_class c
+       WHERE c.relnamespace = 'globalcart'::regnamespace AND c.relkind IN ('r', 'p') AND c.relname LIKE 'audit\_%'
+       ORDER BY c.relname
+    LOOP
+      EXECUTE format('DELETE FROM globalcart.%I a WHERE a.audited_at < $1', v_table) USING v_audit_cutoff;
+      GET DIAGNOSTICS v_deleted = ROW_COUNT;
+      v_result := v_result || jsonb_build_object(v_table, v_deleted);
+    END LOOP;
+  END IF;
+  RETURN v_result;
+END;
+$$;
+COMMENT ON FUNCTION globalcart.purge_history() IS
+  'Deletes etl_runs, etl_rejects and kpi_snapshots rows older than history_retention, and audit rows older than audit_retention (none: kept); returns the counts.';
