@@ -20,6 +20,7 @@ from driver.migrate import SQL_DIR, migrate
 from driver.output import fmt_number, fmt_pct, render_table
 
 EXIT_CRON_UNAVAILABLE = 3
+EXIT_UNHEALTHY = 4
 COUNT_COLUMNS = ("claimed", "inserted", "updated", "stale", "duplicate", "rejected", "deferred", "backlog")
 
 
@@ -130,10 +131,17 @@ def _share(text: str) -> float:
     return value
 
 
-def _require_schema(conn: psycopg.Connection) -> None:
-    if conn.execute("SELECT to_regprocedure('globalcart.run_incremental_refresh()') IS NULL").fetchone()[0]:
-        raise DriverError("the warehouse is not installed in this database: run `python -m driver migrate` first.")
+def _require_schema(conn: psycopg.Connection, newest: str = "globalcart.pipeline_health") -> None:
+    """The warehouse must be installed, and migrated at least up to the object ``newest``."""
+    installed, current = conn.execute(
+        "SELECT to_regprocedure('globalcart.run_incremental_refresh()') IS NOT NULL, to_regclass(%s) IS NOT NULL",
+        (newest,),
+    ).fetchone()
     conn.commit()
+    if not installed:
+        raise DriverError("the warehouse is not installed in this database: run `python -m driver migrate` first.")
+    if not current:
+        raise DriverError("the warehouse schema is older than this driver: run `python -m driver migrate`.")
 
 
 def _print_kpis(conn: psycopg.Connection, snapshot_id: int) -> None:
@@ -168,6 +176,46 @@ def cmd_compare(args: argparse.Namespace) -> int:
         _require_schema(conn)
         print(compare_table(conn, args.before, args.after))
     return 0
+
+
+def _age(value: datetime | None, now: datetime) -> str:
+    if value is None:
+        return ""
+    seconds = max(0, int((now - value).total_seconds()))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    with db.connect(db.resolve_dsn(args.dsn), autocommit=True) as conn:
+        _require_schema(conn)
+        with conn.cursor() as cur:
+            cur.execute("SELECT *, clock_timestamp() AS checked_at FROM globalcart.pipeline_health")
+            names = [c.name for c in cur.description or []]
+            rows = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    unhealthy = [r["source_name"] for r in rows if r["status"] != "ok"]
+    if args.json:
+        print(json.dumps([{k: v for k, v in r.items() if k != "checked_at"} for r in rows], indent=2, default=str))
+    else:
+        now = rows[0]["checked_at"] if rows else datetime.now(UTC)
+        print(render_table(
+            ["source", "status", "staged", "deferred", "oldest staged", "watermark", "rejected 24h"],
+            [[r["source_name"], r["status"], f"{r['staged_rows']:,}", f"{r['deferred_rows']:,}",
+              _age(r["oldest_staged_at"], now), f"{r['watermark_ts']:%Y-%m-%d %H:%M:%S}" if r["watermark_ts"] else "",
+              f"{r['rejected_24h']:,}"] for r in rows],
+        ))  # fmt: skip
+        first = rows[0] if rows else {}
+        last_ok, last_failed = first.get("last_ok_run_at"), first.get("last_failed_run_at")
+        print(f"last ok run: {f'{_age(last_ok, now)} ago' if last_ok else 'none'}")
+        if last_failed:
+            print(f"last failed run: {_age(last_failed, now)} ago: {first.get('last_error')}")
+        print("healthy" if not unhealthy else f"not healthy: {', '.join(unhealthy)}")
+    return EXIT_UNHEALTHY if unhealthy else 0
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
@@ -227,14 +275,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_schedule(args: argparse.Namespace) -> int:
     from driver.schedule import schedule
 
-    done = schedule(db.resolve_dsn(args.dsn), args.every)
+    done = schedule(db.resolve_dsn(args.dsn), args.every, follow=args.follow)
     where = (
         ""
         if done.cron_database == done.warehouse
         else f" (registered in '{done.cron_database}' for '{done.warehouse}')"
     )
-    print(f"scheduled: pg_cron job {done.job_id} 'globalcart-incremental-refresh' runs '{args.every}'{where}; "
-          "a daily job purges cron.job_run_details older than 7 days")  # fmt: skip
+    what = (
+        "CALL globalcart.refresh_for() every minute (follow mode: a refresh every second while rows arrive)"
+        if args.follow
+        else f"the refresh at '{args.every}', bounded by max_run_time"
+    )
+    print(f"scheduled: pg_cron job {done.job_id} 'globalcart-incremental-refresh' runs {what}{where}; "
+          "daily jobs purge history (purge_history) and cron.job_run_details older than 7 days")  # fmt: skip
     return 0
 
 
@@ -310,6 +363,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as the jsonb the function returns")
     p.set_defaults(func=cmd_refresh)
 
+    p = commands.add_parser(
+        "health",
+        help="is the pipeline healthy, and how far behind is it? (exit 4 when not)",
+        description="Print globalcart.pipeline_health: per source the rows staged and deferred, the oldest staged "
+        "row's age, the watermark, rejects of the last 24 hours, and the status (ok, lagging, failing), with the "
+        "last ok and failed runs. Exit status 0 when every source is ok, 4 when one is lagging or failing (for "
+        "monitoring probes), 1 when the database cannot be read.",
+    )
+    _add_dsn(p)
+    p.add_argument("--json", action="store_true", help="print the rows of the view as JSON")
+    p.set_defaults(func=cmd_health)
+
     p = commands.add_parser("seed", help="load a simulated base history through staging and the refresh",
                             description="Generate customers, products and ORDERS orders over the past DAYS days, with "
                             "items, payments, shipments, returns and funnel sessions; COPY them to staging in chunks "
@@ -354,11 +419,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = commands.add_parser("schedule", help="run the refresh with pg_cron",
-                            description="Register the pg_cron job globalcart-incremental-refresh (and a daily purge of "
-                            "cron.job_run_details). Where pg_cron lives in another database (cron.database_name), the "
-                            "job is registered there with cron.schedule_in_database.")  # fmt: skip
+                            description="Register the pg_cron job globalcart-incremental-refresh (the refresh, bounded "
+                            "by etl_settings max_run_time; or with --follow the follow loop), a daily "
+                            "globalcart.purge_history() and a daily purge of cron.job_run_details. Where pg_cron lives "
+                            "in another database (cron.database_name), the jobs are registered there with "
+                            "cron.schedule_in_database.")  # fmt: skip
     _add_dsn(p)
     p.add_argument("--every", default="* * * * *", metavar="CRON", help="cron schedule (default: every minute)")
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="follow mode: every minute the job runs CALL globalcart.refresh_for(), which refreshes again and "
+        "again for 55 seconds, so rows are applied within seconds",
+    )
     p.set_defaults(func=cmd_schedule)
 
     p = commands.add_parser("unschedule", help="stop running the refresh with pg_cron")

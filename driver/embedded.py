@@ -95,6 +95,21 @@ class EmbeddedServer:
         finally:
             shutil.rmtree(self.basedir, ignore_errors=True)
 
+    def crash(self) -> None:
+        """Stop the server as a power cut would: ``pg_ctl stop -m immediate`` (no checkpoint, the
+        next start replays the WAL)."""
+        subprocess.run(
+            [self.executor.executable, "stop", "-D", self.executor.datadir, "-m", "immediate"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+
+    def start_again(self) -> None:
+        """Start the stopped server on its data directory, with the options it first had."""
+        result = subprocess.run(self.executor.command_parts, capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"})  # fmt: skip
+        if result.returncode != 0:
+            raise EmbeddedServerError(f"the server did not start again; see {self.basedir / 'postgresql.log'}")
+
 
 def _prepare_basedir(pg_bin: Path, basedir: Path) -> Path:
     """Create ``basedir`` for a server's files; the pg_ctl to use for it (as root: a wrapper that

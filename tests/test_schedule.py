@@ -11,6 +11,15 @@ pytestmark = pytest.mark.slow
 
 JOB = "globalcart-incremental-refresh"
 PURGE = "globalcart-purge-cron-history"
+RETENTION = "globalcart-purge-history"
+BOUNDED_REFRESH = (
+    "SELECT pg_catalog.set_config('statement_timeout', globalcart.job_statement_timeout(), false); "
+    "SELECT globalcart.run_incremental_refresh()"
+)
+BOUNDED_PURGE = (
+    "SELECT pg_catalog.set_config('statement_timeout', globalcart.job_statement_timeout(), false); "
+    "SELECT globalcart.purge_history()"
+)
 
 
 def _wait_for(predicate, timeout=150, step=2):
@@ -37,8 +46,9 @@ def test_scheduled_job_runs_the_refresh_in_the_cron_database(cron):
     runs_before = scalar(cron, "SELECT count(*) FROM globalcart.etl_runs")
     job_id = scalar(cron, "SELECT globalcart.schedule_incremental_refresh()")
     assert fetch(cron, "SELECT jobname, schedule, command, database FROM cron.job ORDER BY jobname") == [
-        (JOB, "* * * * *", "SELECT globalcart.run_incremental_refresh()", "gc_cron"),
+        (JOB, "* * * * *", BOUNDED_REFRESH, "gc_cron"),
         (PURGE, "17 3 * * *", "DELETE FROM cron.job_run_details WHERE end_time < now() - interval '7 days'", "gc_cron"),
+        (RETENTION, "37 3 * * *", BOUNDED_PURGE, "gc_cron"),
     ]
     # re-registering keeps one job
     assert scalar(cron, "SELECT globalcart.schedule_incremental_refresh('* * * * *')") == job_id
@@ -62,9 +72,9 @@ def test_schedule_command_uses_schedule_in_database_when_pg_cron_lives_elsewhere
     result = run_cli("schedule", dsn=dsn)
     assert result.returncode == 0, result.stderr
     assert "registered in 'gc_cron'" in result.stdout
-    assert fetch(cron, "SELECT jobname, database, command FROM cron.job WHERE jobname = %s", JOB) == [
-        (JOB, warehouse, "SELECT globalcart.run_incremental_refresh()")
-    ]
+    jobs = fetch(cron, "SELECT jobname, database, command FROM cron.job WHERE jobname IN (%s, %s) ORDER BY 1",
+                 JOB, RETENTION)  # fmt: skip
+    assert jobs == [(JOB, warehouse, BOUNDED_REFRESH), (RETENTION, warehouse, BOUNDED_PURGE)]
     with psycopg.connect(dsn, autocommit=True) as conn:
         stage(conn, "orders", [order(77)])
         assert _wait_for(lambda: scalar(conn, "SELECT count(*) FROM globalcart.fact_orders"))
@@ -107,3 +117,51 @@ def test_schedule_command_will_not_take_over_another_warehouses_job(cron, dsn, p
     finally:
         cron.execute("SELECT cron.unschedule(jobid) FROM cron.job")
         other.drop()
+
+
+def test_follow_job_applies_rows_within_seconds_under_pg_cron(cron):
+    """schedule_incremental_refresh(follow => true): every minute pg_cron runs CALL refresh_for(),
+    which commits call after call for 55 seconds."""
+    job_id = scalar(cron, "SELECT globalcart.schedule_incremental_refresh(follow => true)")
+    assert fetch(cron, "SELECT command, schedule FROM cron.job WHERE jobid = %s", job_id) == [
+        ("CALL globalcart.refresh_for()", "* * * * *")
+    ]
+    base = 8_000_000 + int(time.time()) % 100_000
+    stage(cron, "orders", [order(base)])
+    assert _wait_for(lambda: scalar(cron, "SELECT count(*) FROM globalcart.fact_orders WHERE order_id = %s", base),
+                     step=0.2)  # fmt: skip
+    time.sleep(2)  # the loop goes on: a row staged now is applied within about a second
+    stage(cron, "orders", [order(base + 1)])
+    staged = time.monotonic()
+    assert _wait_for(
+        lambda: scalar(cron, "SELECT count(*) FROM globalcart.fact_orders WHERE order_id = %s", base + 1),
+        timeout=10, step=0.1,
+    )  # fmt: skip
+    assert time.monotonic() - staged < 5
+    status = _wait_for(
+        lambda: scalar(cron, "SELECT string_agg(DISTINCT status, ',') FROM cron.job_run_details "
+                             "WHERE jobid = %s AND status IN ('succeeded', 'failed')", job_id)
+    )  # fmt: skip
+    assert status == "succeeded"
+
+
+def test_follow_mode_runs_every_minute(cron, dsn):
+    with pytest.raises(psycopg.Error) as err:
+        cron.execute("SELECT globalcart.schedule_incremental_refresh('*/5 * * * *', follow => true)")
+    assert err.value.diag.sqlstate == "GC008"
+    result = run_cli("schedule", "--follow", "--every", "*/5 * * * *", dsn=dsn)
+    assert result.returncode == 2 and "--follow runs every minute" in result.stderr
+
+
+def test_schedule_command_registers_follow_mode_where_pg_cron_lives_elsewhere(cron, dsn):
+    warehouse = dsn.rsplit("/", 1)[1]
+    result = run_cli("schedule", "--follow", dsn=dsn)
+    assert result.returncode == 0, result.stderr
+    assert "follow mode" in result.stdout
+    assert fetch(cron, "SELECT jobname, database, command FROM cron.job ORDER BY 1") == [
+        (JOB, warehouse, "CALL globalcart.refresh_for()"),
+        (PURGE, "gc_cron", "DELETE FROM cron.job_run_details WHERE end_time < now() - interval '7 days'"),
+        (RETENTION, warehouse, BOUNDED_PURGE),
+    ]
+    assert run_cli("unschedule", dsn=dsn).returncode == 0
+    assert scalar(cron, "SELECT count(*) FROM cron.job") == 0

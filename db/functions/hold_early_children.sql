@@ -3,10 +3,11 @@
 -- their apply_<source>() after dedup, on pg_temp.gc_win_<source>:
 --   1. a row whose key is stored under another order is rejected 'order_id_changed'
 --      (an item, payment, shipment or return never moves to another order);
---   2. a row whose order is not in fact_orders waits: it goes back into staging with its
---      first-staged time (ingested_at) and its deferrals count raised by one, or, when it
---      was first staged at or before orphan_cutoff (now - etl_settings 'orphan_timeout'),
---      it is rejected 'orphan'.
+--   2. a row whose order is not in fact_orders waits: it goes back into staging as it was
+--      staged — same stg_id, so it keeps its place in the queue (earliest staged first), same
+--      ingested_at, so the orphan timeout counts from its first staging — with its deferrals
+--      count raised by one; or, when it was first staged at or before orphan_cutoff (now -
+--      etl_settings 'orphan_timeout'), it is rejected 'orphan'.
 -- Both leave gc_win_<source> with only the rows to upsert. Two set-based statements; the
 -- table names differ per source, hence format() (names from the caller, quoted with %I).
 -- Dropped first: its last input was named p_now before 0002, which CREATE OR REPLACE cannot rename.
@@ -49,8 +50,8 @@ BEGIN
       SELECT $1, $2, 'orphan', to_jsonb(x) FROM waiting x WHERE x.ingested_at <= $3
       RETURNING 1
     ), deferred AS (
-      INSERT INTO globalcart.%2$I (%3$s, ingested_at, deferrals)
-      SELECT %3$s, x.ingested_at, x.deferrals + 1 FROM waiting x WHERE x.ingested_at > $3
+      INSERT INTO globalcart.%2$I (%3$s, stg_id, ingested_at, deferrals) OVERRIDING SYSTEM VALUE
+      SELECT %3$s, x.stg_id, x.ingested_at, x.deferrals + 1 FROM waiting x WHERE x.ingested_at > $3
       RETURNING 1
     )
     SELECT (SELECT count(*) FROM orphans), (SELECT count(*) FROM deferred)

@@ -5,10 +5,10 @@
 --   1. pg_try_advisory_xact_lock: if another refresh holds it, return "skipped" at once.
 --   2. Read the settings (globalcart.refresh_settings; a bad one fails the call, recorded)
 --      and bound every lock wait by 'lock_timeout'.
---   3. Nothing new staged (no fresh row, no deferred row due for the orphan check): return
---      at once, writing no etl_runs row — a follow loop makes thousands of these a day.
---      Rows still waiting for their order are left alone (no order can have arrived) and
---      reported as claimed and deferred again.
+--   3. Nothing to do — no fresh row, and no deferred row whose order has been applied or
+--      whose orphan timeout has passed (globalcart.staged_rows): return at once, writing no
+--      etl_runs row — a follow loop makes thousands of these a day. Rows still waiting for
+--      their order are left alone and reported as claimed and deferred again.
 --   4. Open the run (etl_runs) and publish its id to the audit triggers.
 --   5. Claim: one statement DELETEs from every staging table RETURNING into the temporary
 --      claim tables — at most 'max_rows_per_run' rows per source, lowest stg_id (earliest
