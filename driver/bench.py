@@ -11,19 +11,23 @@
 4. A full reload of the large warehouse (every dimension and fact copied into fresh tables
    with the same indexes: the database's share of a reload, a lower bound), and the time of
    snapshot_kpis() there.
+5. Freshness on the large warehouse (driver.freshness): orders committed to staging at a steady
+   rate, staged commit -> visible in fact_orders, p50 / p95 / max, with the follow loop
+   (refresh_for; goal p95 <= 2 s) and with the plain pg_cron schedule (every minute).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 
 from driver import SOURCES, db
 from driver.embedded import start_server
+from driver.freshness import Freshness, measure
 from driver.migrate import migrate
 from driver.output import render_table
 from driver.simulate import COLUMNS, Batch, ProgressBar, copy_batch, generate_delta, seed_history
@@ -54,6 +58,9 @@ class Figures:
     full_reload: float
     snapshot: float
     rounds: int
+    freshness: list[Freshness] = field(default_factory=list)
+    freshness_rate: int = 0
+    freshness_seconds: float = 0
 
     @property
     def large_over_small(self) -> float:
@@ -80,8 +87,16 @@ class Figures:
             ["  full reload ÷ refresh of one delta", f"{self.full_reload * self.rounds / self.refresh_large:.0f}", ""],
             ["snapshot_kpis(), large warehouse", f"{self.snapshot:.2f} s", ""],
         ]  # fmt: skip
-        return (f"deltas: {self.delta_small:,} staged rows in all (small), {self.delta_large:,} (large)\n"
+        text = (f"deltas: {self.delta_small:,} staged rows in all (small), {self.delta_large:,} (large)\n"
                 + render_table(["measure", "time / ratio", "throughput"], rows))  # fmt: skip
+        if self.freshness:
+            text += (
+                f"\n\nfreshness, {self.large_orders:,}-order warehouse: {self.freshness_rate} orders/s with their "
+                f"items and payments committed to staging for {self.freshness_seconds:.0f} s; "
+                "staged commit -> visible in fact_orders (goal for follow mode: p95 <= 2 s)\n"
+                + render_table(["refreshed by", "orders", "p50", "p95", "max"], [f.row() for f in self.freshness])
+            )
+        return text
 
 
 def _timed(conn: psycopg.Connection, sql: str) -> float:
@@ -150,7 +165,14 @@ def _full_reload(conn: psycopg.Connection) -> float:
 
 
 def run_bench(
-    small: int, large: int, delta_orders: int, seed: int = 360, rounds: int = 3, log: Callable[[str], None] = print
+    small: int,
+    large: int,
+    delta_orders: int,
+    seed: int = 360,
+    rounds: int = 3,
+    freshness_seconds: float = 60,
+    freshness_rate: int = 200,
+    log: Callable[[str], None] = print,
 ) -> Figures:
     """Seed both warehouses, then refresh ``rounds`` deltas into each (summed: less noise); the
     same deltas are then upserted bare into clones of the warehouses taken before them."""
@@ -159,6 +181,7 @@ def run_bench(
         with psycopg.connect(server.dsn("postgres"), autocommit=True) as admin:
             for name in ("small", "large"):
                 admin.execute(f"CREATE DATABASE bench_{name}")
+            admin.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")  # for the plain schedule's freshness
         until = datetime.now(UTC).replace(microsecond=0)
         as_of = until - timedelta(days=1)
         step = (until - as_of) / rounds
@@ -203,7 +226,12 @@ def run_bench(
                 _prepare_bare(conn)
                 bare[name] = sum(_bare_upsert(conn, batch) for batch in batches[name])
             log(f"{name} warehouse: bare guarded upserts of the same {delta_rows[name]:,} rows in {bare[name]:.2f} s")
+        freshness = [
+            measure(server.dsn("bench_large"), mode, freshness_seconds, freshness_rate, seed + 100, log)
+            for mode in (("follow", "minute") if freshness_seconds > 0 else ())
+        ]
         return Figures(small, large, delta_rows["small"], delta_rows["large"], seed_large, refresh["small"],
-                       refresh["large"], bare["small"], bare["large"], reload, snapshot, rounds)  # fmt: skip
+                       refresh["large"], bare["small"], bare["large"], reload, snapshot, rounds, freshness,
+                       freshness_rate, freshness_seconds)  # fmt: skip
     finally:
         server.stop()

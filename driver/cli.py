@@ -331,7 +331,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise DriverError("--small must be smaller than --large.", 2)
     if args.rounds < 1:
         raise DriverError("--rounds must be at least 1.", 2)
-    figures = run_bench(args.small, args.large, args.delta_orders, seed=args.seed, rounds=args.rounds)
+    if args.freshness_rate < 1:
+        raise DriverError("--freshness-rate must be at least 1 order a second.", 2)
+    figures = run_bench(args.small, args.large, args.delta_orders, seed=args.seed, rounds=args.rounds,
+                        freshness_seconds=args.freshness_seconds, freshness_rate=args.freshness_rate)  # fmt: skip
     print(figures.table())
     return 0
 
@@ -459,6 +462,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--delta-orders", type=_count, default=3_000, help="new orders per delta (default: 3000)")
     p.add_argument("--rounds", type=_count, default=3, help="deltas refreshed into each warehouse (default: 3)")
     p.add_argument("--seed", type=int, default=360, help="random seed (default: 360)")
+    p.add_argument(
+        "--freshness-seconds",
+        type=_count,
+        default=60,
+        metavar="S",
+        help="how long producers commit orders for the freshness figures; 0 skips them (default: 60)",
+    )
+    p.add_argument(
+        "--freshness-rate",
+        type=_count,
+        default=200,
+        metavar="N",
+        help="orders a second the producers commit, with items and payments (default: 200)",
+    )
     p.set_defaults(func=cmd_bench)
     return parser
 

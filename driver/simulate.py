@@ -257,14 +257,17 @@ class Generator:
         method = rng.choice(PAYMENT_METHODS)
         paid = False
         if pay_ts <= as_of:
+            retried = True
             if rng.random() < PAYMENT_FAILURE:
                 payments.append((ids.payment, oid, pay_ts, method, "FAILED", _cents(net), currency, pay_ts))
                 ids.payment += 1
                 if rng.random() < RETRY_AFTER_FAILURE:
                     pay_ts += timedelta(minutes=rng.uniform(1, 30))
-                else:
-                    status, updated = "CANCELLED", pay_ts + timedelta(hours=1)
-            if status != "CANCELLED" and pay_ts <= as_of:
+                else:  # no retry: cancelled an hour later (still PLACED when that is after as_of)
+                    retried = False
+                    if pay_ts + timedelta(hours=1) <= as_of:
+                        status, updated = "CANCELLED", pay_ts + timedelta(hours=1)
+            if retried and pay_ts <= as_of:
                 payments.append((ids.payment, oid, pay_ts, method, "CAPTURED", _cents(net), currency, pay_ts))
                 ids.payment += 1
                 status, updated, paid = "PAID", pay_ts, True

@@ -101,7 +101,11 @@ def test_psql_report_prints_the_comparison(dsn):
 
 @pytest.mark.slow
 def test_bench_prints_its_figures():
-    result = run_cli("bench", "--small", "400", "--large", "800", "--delta-orders", "15")
+    result = run_cli("bench", "--small", "400", "--large", "800", "--delta-orders", "15", "--freshness-seconds", "3",
+                     timeout=400)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    for figure in ("rows/s", "large ÷ small", "refresh ÷ bare", "full reload", "snapshot_kpis()"):
+    for figure in ("rows/s", "large ÷ small", "refresh ÷ bare", "full reload", "snapshot_kpis()", "p95"):
         assert figure in result.stdout, figure
+    follow = next(line for line in result.stdout.splitlines() if line.startswith("follow "))
+    minute = next(line for line in result.stdout.splitlines() if line.startswith("minute "))
+    assert follow.split()[1] == minute.split()[1] == "600"  # 200 orders/s for 3 s, each one seen

@@ -15,14 +15,16 @@ from driver.migrate import SQL_DIR, migrate
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(*args: str, dsn: str | None = None, env_dsn: str | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, dsn: str | None = None, env_dsn: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     if env_dsn:
         env["DATABASE_URL"] = env_dsn
     argv = [sys.executable, "-m", "driver", *args]
     if dsn:
         argv += ["--dsn", dsn]
-    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def _catalog(conn):

@@ -8,7 +8,7 @@ import pytest
 from helpers import SOURCES, fetch, refresh, scalar, staged_count, table_digest
 from test_migrate import run_cli
 
-from driver.simulate import Batch, Generator, Ids, copy_batch, generate_delta, seed_history, usd_rates
+from driver.simulate import COLUMNS, Batch, Generator, Ids, copy_batch, generate_delta, seed_history, usd_rates
 
 AS_OF = datetime(2026, 10, 1, tzinfo=UTC)
 
@@ -54,6 +54,22 @@ def test_seeding_twice_with_one_seed_builds_identical_warehouses(pg_server, temp
         finally:
             janitor.drop()
     assert digests[0] == digests[1]
+
+
+def test_nothing_generated_lies_after_as_of(conn):
+    """Every version is as the record stood at as_of: none would be rejected as future_timestamp
+    when the history ends now (an order cancelled an hour after its failed payment is still PLACED
+    when that hour is not over)."""
+    gen = Generator(5, usd_rates(conn))
+    ids = Ids()
+    batch = Batch()
+    gen.make_customers(ids, 200, AS_OF)
+    gen.make_products(ids, 50, AS_OF)
+    for n in range(20_000):
+        gen.make_order(ids, batch, AS_OF - timedelta(minutes=n / 100), AS_OF)
+    columns = {s: COLUMNS[s].index("updated_at") for s in ("orders", "order_items", "payments", "shipments")}
+    assert all(row[i] <= AS_OF for s, i in columns.items() for row in batch.rows[s])
+    assert any(row[3] == "CANCELLED" for row in batch.rows["orders"])
 
 
 def test_seed_goes_through_staging_and_lands_realistic_rates(dsn):

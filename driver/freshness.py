@@ -1,0 +1,117 @@
+"""Freshness, for ``bench``: how long a committed staged order takes to be visible in fact_orders.
+
+A producer commits orders with their items and payments into staging at a steady rate (``rate``
+orders a second, in a COPY every 50 ms) for ``seconds``; a watcher polls fact_orders every 20 ms
+and notes when each order appears. Latency = first seen - commit acknowledged. Measured once with
+the follow loop (``CALL globalcart.refresh_for()`` running the whole time) and once with the plain
+pg_cron schedule (``globalcart schedule``: the refresh at every minute tick).
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from driver.schedule import schedule, unschedule
+from driver.simulate import Batch, Generator, Ids, copy_batch, usd_rates
+
+TICK = 0.05  # the producer commits every 50 ms
+POLL = 0.02  # the watcher looks every 20 ms
+
+
+@dataclass
+class Freshness:
+    mode: str
+    orders: int
+    p50: float
+    p95: float
+    max: float
+
+    def row(self) -> list[str]:
+        return [self.mode, f"{self.orders:,}", f"{self.p50:.2f} s", f"{self.p95:.2f} s", f"{self.max:.2f} s"]
+
+
+def _produce(dsn: str, seconds: float, rate: int, seed: int, committed: list[tuple[int, int, float]]) -> None:
+    """Orders placed half an hour ago and paid since, ``rate`` a second, each batch committed alone."""
+    with psycopg.connect(dsn, application_name="globalcart-bench-producer") as conn:
+        gen = Generator(seed, usd_rates(conn))
+        gen.load_dimensions(conn)
+        ids = Ids.after_existing(conn)
+        conn.commit()
+        per_tick = max(1, round(rate * TICK))
+        stop_at = time.monotonic() + seconds
+        next_tick = time.monotonic()
+        while time.monotonic() < stop_at:
+            batch = Batch()
+            now = datetime.now(UTC)
+            first = ids.order
+            for _ in range(per_tick):
+                gen.make_order(ids, batch, now - timedelta(minutes=30), now)
+            copy_batch(conn, batch)
+            committed.append((first, ids.order - 1, time.monotonic()))
+            next_tick += TICK
+            time.sleep(max(0.0, next_tick - time.monotonic()))
+
+
+def _watch(dsn: str, first_id: int, stop: threading.Event, seen: dict[int, float]) -> None:
+    with psycopg.connect(dsn, autocommit=True, application_name="globalcart-bench-watcher") as conn:
+        low = first_id  # every order below this one has been seen
+        while not stop.is_set():
+            rows = conn.execute("SELECT order_id FROM globalcart.fact_orders WHERE order_id >= %s", (low,)).fetchall()
+            now = time.monotonic()
+            for (order_id,) in rows:
+                seen.setdefault(order_id, now)
+            while low in seen:
+                low += 1
+            time.sleep(POLL)
+
+
+def _follow(dsn: str, run_for: timedelta) -> None:
+    with psycopg.connect(dsn, autocommit=True, application_name="globalcart-bench-follow") as conn:
+        conn.execute("CALL globalcart.refresh_for(%s, '1 second')", (run_for,))
+
+
+def _percentile(values: list[float], share: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1]
+
+
+def measure(dsn: str, mode: str, seconds: float, rate: int, seed: int, log: Callable[[str], None] = print) -> Freshness:
+    """``mode`` is 'follow' (refresh_for on a connection of its own) or 'minute' (pg_cron, every minute)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        first_id = conn.execute("SELECT coalesce(max(order_id), 0) + 1 FROM globalcart.fact_orders").fetchone()[0]
+    committed: list[tuple[int, int, float]] = []
+    seen: dict[int, float] = {}
+    stop = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(dsn, first_id, stop, seen), daemon=True)
+    watcher.start()
+    follower = None
+    if mode == "follow":
+        follower = threading.Thread(target=_follow, args=(dsn, timedelta(seconds=seconds + 5)), daemon=True)
+        follower.start()
+        time.sleep(0.5)
+    else:
+        schedule(dsn, "* * * * *")
+    try:
+        log(f"freshness ({mode}): producing {rate} orders/s for {seconds:.0f} s")
+        _produce(dsn, seconds, rate, seed, committed)
+        last = committed[-1][1] if committed else first_id - 1
+        deadline = time.monotonic() + (20 if mode == "follow" else 90)
+        while not all(i in seen for i in range(first_id, last + 1)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        watcher.join()
+        if mode == "minute":
+            unschedule(dsn)
+    if follower is not None:
+        follower.join(timeout=30)
+    latencies = [seen.get(i, float("inf")) - at for lo, hi, at in committed for i in range(lo, hi + 1)]
+    if not latencies or max(latencies) == float("inf"):
+        raise RuntimeError(f"freshness ({mode}): some orders never became visible")
+    return Freshness(mode, len(latencies), statistics.median(latencies), _percentile(latencies, 0.95), max(latencies))
