@@ -45,6 +45,7 @@ DECLARE
   v_cutoff timestamptz;        -- a deferred child first staged at or before this is an orphan
   v_latest_valid timestamptz;  -- an updated_at after this is rejected as future_timestamp
   v_max bigint;                -- max_rows_per_run
+  v_work boolean;              -- anything to do: a fresh row, or a waiting child that can be settled
   v_run_id bigint;
   v_stats jsonb := '{}'::jsonb;
   v_returned bigint;
@@ -70,12 +71,12 @@ BEGIN
     v_latest_valid := v_now + v_settings.max_clock_skew;
     v_max := v_settings.max_rows_per_run;
 
-    IF NOT EXISTS (SELECT 1 FROM globalcart.staged_rows(v_cutoff) AS s WHERE s.staged > 0 OR s.due > 0) THEN
-      SELECT jsonb_object_agg(s.source_name,
-                              globalcart.source_stats(p_claimed => s.deferred, p_deferred => s.deferred)
-                              || '{"backlog": 0}'::jsonb)
-        INTO v_stats
-        FROM globalcart.staged_rows(v_cutoff) AS s;
+    SELECT bool_or(s.staged > 0 OR s.due > 0),
+           jsonb_object_agg(s.source_name, globalcart.source_stats(p_claimed => s.deferred, p_deferred => s.deferred)
+                                           || '{"backlog": 0}'::jsonb)
+      INTO v_work, v_stats
+      FROM globalcart.staged_rows(v_cutoff) AS s;
+    IF NOT v_work THEN
       RETURN globalcart.refresh_summary(NULL, 'ok', v_started, v_stats,
                                         '{"derived": {"orders_returned": 0}}'::jsonb);
     END IF;
