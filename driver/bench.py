@@ -25,23 +25,16 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from driver import SOURCES, db
+from driver import db
+from driver.deltas import generate_delta
 from driver.embedded import start_server
 from driver.freshness import Freshness, measure
+from driver.generator import COLUMNS, Batch
 from driver.migrate import migrate
 from driver.output import render_table
-from driver.simulate import COLUMNS, Batch, ProgressBar, copy_batch, generate_delta, seed_history
-
-TABLES = {
-    "customers": ("dim_customer", "customer_id"),
-    "products": ("dim_product", "product_id"),
-    "orders": ("fact_orders", "order_id"),
-    "order_items": ("fact_order_items", "order_id, order_item_id"),
-    "payments": ("fact_payments", "order_id, payment_id"),
-    "shipments": ("fact_shipments", "order_id, shipment_id"),
-    "returns": ("fact_returns", "order_id, return_id"),
-    "funnel_events": ("fact_funnel_events", "session_id, event_id"),
-}
+from driver.progress import ProgressBar
+from driver.seed import seed_history
+from driver.staging import copy_batch
 
 
 @dataclass
@@ -120,31 +113,28 @@ def _stored_columns(conn: psycopg.Connection, table: str) -> str:
 def _prepare_bare(conn: psycopg.Connection) -> None:
     """In a clone of the warehouse: the facts without their audit triggers, and plain tables to
     load a delta into."""
-    for source in SOURCES:
-        table, _ = TABLES[source]
-        conn.execute(f"ALTER TABLE globalcart.{table} DISABLE TRIGGER USER")
-        conn.execute(f"CREATE TABLE bench_delta_{source} AS SELECT {', '.join(COLUMNS[source])} "
-                     f"FROM globalcart.stg_{source} LIMIT 0")  # fmt: skip
+    for source in db.sources(conn):
+        conn.execute(f"ALTER TABLE globalcart.{source.fact_table} DISABLE TRIGGER USER")
+        conn.execute(f"CREATE TABLE bench_delta_{source.name} AS SELECT {', '.join(COLUMNS[source.name])} "
+                     f"FROM globalcart.{source.staging_table} LIMIT 0")  # fmt: skip
     conn.commit()
 
 
 def _bare_upsert(conn: psycopg.Connection, batch: Batch) -> float:
     """Load the delta into the plain tables; time only the guarded upserts into the facts."""
     statements = []
-    for source in SOURCES:
-        table, key = TABLES[source]
-        columns = ", ".join(COLUMNS[source])
-        conn.execute(f"TRUNCATE bench_delta_{source}")
-        with conn.cursor() as cur, cur.copy(f"COPY bench_delta_{source} FROM STDIN") as copy:
-            for row in batch.rows[source]:
+    for source in db.sources(conn):
+        columns = ", ".join(COLUMNS[source.name])
+        conn.execute(f"TRUNCATE bench_delta_{source.name}")
+        with conn.cursor() as cur, cur.copy(f"COPY bench_delta_{source.name} FROM STDIN") as copy:
+            for row in batch.rows[source.name]:
                 copy.write_row(row)
-        keys = {k.strip() for k in key.split(",")}
-        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[source] if c not in keys)
-        action = (
-            "NOTHING" if source == "funnel_events" else f"UPDATE SET {sets} WHERE EXCLUDED.updated_at > t.updated_at"
-        )
-        statements.append(f"INSERT INTO globalcart.{table} AS t ({columns}) SELECT {columns} "
-                          f"FROM bench_delta_{source} ON CONFLICT ({key}) DO {action}")  # fmt: skip
+        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[source.name] if c not in source.primary_key)
+        append_only = source.name == "funnel_events"  # CONTRACT 2.5
+        action = "NOTHING" if append_only else f"UPDATE SET {sets} WHERE EXCLUDED.updated_at > t.updated_at"
+        statements.append(f"INSERT INTO globalcart.{source.fact_table} AS t ({columns}) SELECT {columns} "
+                          f"FROM bench_delta_{source.name} ON CONFLICT ({', '.join(source.primary_key)}) "
+                          f"DO {action}")  # fmt: skip
     conn.commit()
     started = time.perf_counter()
     for sql in statements:
@@ -156,7 +146,7 @@ def _bare_upsert(conn: psycopg.Connection, batch: Batch) -> float:
 def _full_reload(conn: psycopg.Connection) -> float:
     """Every dimension and fact copied into a fresh table that has the same indexes."""
     started = time.perf_counter()
-    for table, _ in TABLES.values():
+    for table in [s.fact_table for s in db.sources(conn)]:
         columns = _stored_columns(conn, table)
         conn.execute(f"CREATE TABLE bench_reload_{table} (LIKE globalcart.{table} INCLUDING ALL)")
         conn.execute(f"INSERT INTO bench_reload_{table} ({columns}) SELECT {columns} FROM globalcart.{table}")

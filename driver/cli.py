@@ -9,15 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import psycopg
 
-from driver import SOURCES, db
+from driver import db, output
+from driver.deltas import stage_window
 from driver.embedded import EmbeddedServerError
 from driver.errors import DriverError, describe_sql_error, first_line
 from driver.migrate import SQL_DIR, migrate
-from driver.output import fmt_number, fmt_pct, render_table
+from driver.output import fmt_number, render_table
 
 EXIT_CRON_UNAVAILABLE = 3
 EXIT_UNHEALTHY = 4
@@ -37,6 +38,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         report = migrate(conn, with_cron=not args.no_cron)
     for name in report.applied:
         print(f"applied {name}")
+    for signature in report.dropped:
+        print(f"dropped {signature}: no routine file defines it any more")
     print(
         f"schema up to date: {len(report.applied)} migration(s) applied now, {report.already_applied} already; "
         f"{report.routine_files} function/trigger file(s) re-applied"
@@ -51,50 +54,19 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_summary(summary: dict) -> str:
-    """The jsonb a refresh returns, as a table a person reads."""
-    if summary.get("status") == "skipped":
-        return "refresh skipped: another refresh is running (it will apply what is staged)."
-    if summary.get("status") == "failed":
-        backlog = (summary.get("totals") or {}).get("backlog")
-        return (
-            f"{db.refresh_failure(summary)}; {backlog if backlog is not None else 'all'} staged rows wait "
-            "for the next call (globalcart.etl_runs and globalcart.pipeline_health have the error)."
-        )
-    if summary.get("run_id") is None and not (summary.get("totals") or {}).get("claimed"):
-        return "nothing staged: nothing to do (no run recorded)."
-    totals = summary.get("totals") or {}
-    rows = [[source, *(str(summary.get(source, {}).get(c, 0)) for c in COUNT_COLUMNS)] for source in SOURCES]
-    rows.append(["total", *(str(totals.get(c, 0)) for c in COUNT_COLUMNS)])
-    run = f"refresh run {summary['run_id']}" if summary.get("run_id") else "refresh (no run recorded)"
-    out = [
-        f"{run}: {summary.get('status')} in {summary.get('duration_ms')} ms",
-        render_table(["source", *COUNT_COLUMNS], rows),
-    ]
-    returned = (summary.get("derived") or {}).get("orders_returned", 0)
-    if returned:
-        out.append(f"orders turned RETURNED by late returns: {returned}")
-    if totals.get("rejected"):
-        out.append(f"rejected rows are in globalcart.etl_rejects WHERE run_id = {summary.get('run_id')}")
-    if summary.get("run_id") is None and totals.get("deferred"):
-        out.append("only rows waiting for their order are staged: left as they are until an order arrives")
-    if totals.get("backlog"):
-        out.append(f"{totals['backlog']:,} rows wait for the next call (max_rows_per_run); "
-                   "CALL globalcart.drain_staging() applies them all")  # fmt: skip
-    return "\n".join(out)
-
-
 def cmd_refresh(args: argparse.Namespace) -> int:
     with db.connect(db.resolve_dsn(args.dsn), autocommit=True) as conn:
+        _require_schema(conn)
         row = conn.execute("SELECT globalcart.run_incremental_refresh()").fetchone()
+        sources = [s.name for s in db.sources(conn)]
     assert row is not None
     summary = row[0]
     if args.json:
         print(json.dumps(summary, indent=2))
     elif summary.get("status") == "failed":
-        print(f"globalcart: {format_summary(summary)}", file=sys.stderr)
+        print(f"globalcart: {output.format_summary(summary, sources)}", file=sys.stderr)
     else:
-        print(format_summary(summary))
+        print(output.format_summary(summary, sources))
     return 1 if summary.get("status") == "failed" else 0
 
 
@@ -146,19 +118,10 @@ def _require_schema(conn: psycopg.Connection, newest: str = "globalcart.pipeline
 
 def _print_kpis(conn: psycopg.Connection, snapshot_id: int) -> None:
     rows = conn.execute(
-        "SELECT kpi_name, kpi_value FROM globalcart.kpi_snapshots WHERE snapshot_id = %s ORDER BY "
-        "array_position(ARRAY(SELECT k.kpi_name FROM globalcart.kpi_values() k ORDER BY k.kpi_order), kpi_name)",
+        "SELECT kpi_name, kpi_value FROM globalcart.kpi_snapshots WHERE snapshot_id = %s ORDER BY kpi_order, kpi_name",
         (snapshot_id,),
     ).fetchall()
     print(render_table(["kpi", "value"], [[name, fmt_number(value)] for name, value in rows]))
-
-
-def compare_table(conn: psycopg.Connection, before: str, after: str) -> str:
-    rows = conn.execute("SELECT * FROM globalcart.compare_kpis(%s, %s)", (before, after)).fetchall()
-    return render_table(
-        ["kpi", before, after, "change", "change %"],
-        [[k, fmt_number(b), fmt_number(a), fmt_number(d), fmt_pct(p)] for k, b, a, d, p in rows],
-    )
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
@@ -174,7 +137,8 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     with db.connect(db.resolve_dsn(args.dsn)) as conn:
         _require_schema(conn)
-        print(compare_table(conn, args.before, args.after))
+        rows = conn.execute("SELECT * FROM globalcart.compare_kpis(%s, %s)", (args.before, args.after)).fetchall()
+    print(output.format_comparison(rows, args.before, args.after))
     return 0
 
 
@@ -219,7 +183,8 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from driver.simulate import ProgressBar, seed_history
+    from driver.progress import ProgressBar
+    from driver.seed import seed_history
 
     dsn = db.resolve_dsn(args.dsn)
     with db.connect(dsn) as conn:
@@ -235,39 +200,14 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
-def stage_delta(conn: psycopg.Connection, args: argparse.Namespace) -> None:
-    """Generate the deltas of the window (since, until] and COPY them to staging; prints what."""
-    from driver.simulate import copy_batch, default_new_orders, generate_delta
-
-    until = args.until or datetime.now(UTC)
-    since = args.since
-    if since is None:
-        row = conn.execute("SELECT watermark_ts FROM globalcart.etl_watermarks WHERE source_name = 'orders'").fetchone()
-        since = row[0] if row and row[0] else until - timedelta(hours=1)
-        if since >= until:
-            raise DriverError(
-                f"the orders watermark ({since.isoformat()}) is not before --until ({until.isoformat()}): "
-                "nothing to simulate; pass --since.", 2
-            )  # fmt: skip
-    if since >= until:
-        raise DriverError(f"--since ({since.isoformat()}) must be before --until ({until.isoformat()}).", 2)
-    if not conn.execute("SELECT EXISTS (SELECT 1 FROM globalcart.dim_customer WHERE NOT is_inferred)").fetchone()[0]:
-        raise DriverError("the warehouse has no customers yet: run `python -m driver seed` first.")
-    new_orders = args.orders if args.orders is not None else default_new_orders(conn, since, until)
-    batch, report = generate_delta(
-        conn, since=since, until=until, seed=args.seed, new_orders=new_orders,
-        duplicate_share=args.duplicates, out_of_order_share=args.out_of_order, bad_rows=args.bad_rows,
-    )  # fmt: skip
-    conn.commit()
-    copy_batch(conn, batch)
-    print(f"staged {report.rows:,} rows for {since:%Y-%m-%d %H:%M:%S%z} .. {until:%Y-%m-%d %H:%M:%S%z}")
-    print(render_table(["change", "rows"], [[k, f"{v:,}"] for k, v in report.kinds.items()]))
-
-
 def cmd_simulate(args: argparse.Namespace) -> int:
     with db.connect(db.resolve_dsn(args.dsn)) as conn:
         _require_schema(conn)
-        stage_delta(conn, args)
+        report = stage_window(
+            conn, since=args.since, until=args.until, seed=args.seed, orders=args.orders,
+            duplicates=args.duplicates, out_of_order=args.out_of_order, bad_rows=args.bad_rows,
+        )  # fmt: skip
+    print(output.format_delta(report))
     print("apply with: python -m driver refresh (or let the pg_cron schedule do it)")
     return 0
 

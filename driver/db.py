@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import psycopg
 
+from driver import output
 from driver.errors import DriverError, describe_connect_error
 
 APPLICATION_NAME = "globalcart-driver"
@@ -41,18 +43,6 @@ def connect(dsn: str, *, autocommit: bool = False) -> psycopg.Connection:
         raise describe_connect_error(exc, describe_target(dsn)) from None
 
 
-def refresh_failure(summary: dict) -> DriverError:
-    """The one line that says a refresh call failed (it changed nothing; etl_runs has the row)."""
-    error = summary.get("error") or {}
-    text = (
-        f"refresh run {summary.get('run_id')} failed and changed nothing: "
-        f"{error.get('sqlstate')} {error.get('message')}"
-    )
-    if error.get("hint"):
-        text += f" (hint: {error['hint']})"
-    return DriverError(text)
-
-
 def run_refresh(conn: psycopg.Connection) -> dict:
     """One ``globalcart.run_incremental_refresh()``, committed; its summary. A failed call (the
     function returns it rather than raising) becomes a DriverError."""
@@ -61,5 +51,26 @@ def run_refresh(conn: psycopg.Connection) -> dict:
     assert row is not None
     summary = row[0]
     if summary["status"] == "failed":
-        raise refresh_failure(summary)
+        raise output.refresh_failure(summary)
     return summary
+
+
+@dataclass(frozen=True)
+class Source:
+    """A row of globalcart.etl_sources: one source of the refresh."""
+
+    name: str
+    staging_table: str
+    fact_table: str
+    key_column: str
+    primary_key: tuple[str, ...]
+    waits_for_order: bool
+
+
+def sources(conn: psycopg.Connection) -> list[Source]:
+    """The sources of the warehouse, in the order the refresh applies them (its registry)."""
+    rows = conn.execute(
+        "SELECT source_name, staging_table, fact_table, key_column, primary_key, waits_for_order "
+        "FROM globalcart.etl_sources ORDER BY apply_order"
+    ).fetchall()
+    return [Source(name, staging, fact, key, tuple(pk), waits) for name, staging, fact, key, pk, waits in rows]

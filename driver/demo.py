@@ -12,15 +12,15 @@ import argparse
 import os
 from datetime import UTC, datetime, timedelta
 
-from driver import db
+from driver import db, output
+from driver.deltas import stage_window
+from driver.embedded import start_local_server
 from driver.migrate import SQL_DIR, migrate
-from driver.simulate import ProgressBar, seed_history
+from driver.progress import ProgressBar
+from driver.seed import seed_history
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from driver.cli import compare_table, format_summary, stage_delta
-    from driver.embedded import start_local_server
-
     dsn = args.dsn or os.environ.get("DATABASE_URL")
     if dsn is None:
         server, started = start_local_server(SQL_DIR.parent)
@@ -58,19 +58,18 @@ def run_demo(args: argparse.Namespace) -> int:
         conn.commit()
         until = datetime.now(UTC)
         since = watermark if watermark and watermark < until - timedelta(seconds=1) else until - timedelta(seconds=1)
-        delta_args = argparse.Namespace(
-            since=since, until=until, orders=max(200, total // 20), seed=args.seed + int(until.timestamp()) % 1000,
-            duplicates=0.05, out_of_order=0.05, bad_rows=8,
-        )  # fmt: skip
-        stage_delta(conn, delta_args)
+        delta = stage_window(conn, since=since, until=until, orders=max(200, total // 20),
+                             seed=args.seed + int(until.timestamp()) % 1000, bad_rows=8)  # fmt: skip
+        print(output.format_delta(delta))
 
         print("== SELECT globalcart.run_incremental_refresh()")
-        print(format_summary(db.run_refresh(conn)))
+        print(output.format_summary(db.run_refresh(conn), [s.name for s in db.sources(conn)]))
 
         print("== SELECT globalcart.snapshot_kpis('after')")
         conn.execute("SELECT globalcart.snapshot_kpis('after')")
         conn.commit()
 
         print("== KPIs before and after (globalcart.compare_kpis; psql: \\i db/reports/before_after_kpis.sql)")
-        print(compare_table(conn, "before", "after"))
+        rows = conn.execute("SELECT * FROM globalcart.compare_kpis('before', 'after')").fetchall()
+        print(output.format_comparison(rows, "before", "after"))
     return 0

@@ -1,9 +1,10 @@
-"""A throwaway PostgreSQL server with pg_cron preloaded, started by pytest-postgresql.
+"""Our own PostgreSQL servers, started with ``pg_ctl`` from the installed server binaries:
+throwaway ones (``start_server``: the benchmark; the tests start theirs from ``prepare_server``
+through pytest-postgresql) and the lasting local one of ``demo`` and ``server``.
 
-The tests use it, and so does ``demo`` when no DATABASE_URL is given. initdb and
-postgres refuse to run as root, so when we are root the server runs as an unprivileged
-system user (``postgres`` where the Debian package created it, else ``nobody``) through
-a small pg_ctl wrapper; everything else (connecting, creating databases) is ordinary.
+initdb and postgres refuse to run as root, so when we are root the server runs as an
+unprivileged system user (``postgres`` where the Debian package created it, else ``nobody``)
+through a small pg_ctl wrapper; everything else (connecting, creating databases) is ordinary.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
-from pytest_postgresql.executors import PostgreSQLExecutor
 
 SERVER_USER_CANDIDATES = ("postgres", "nobody")
 
@@ -78,37 +79,57 @@ def _server_user() -> pwd.struct_passwd:
 
 @dataclass
 class EmbeddedServer:
-    """A running server: ``dsn(dbname)`` gives a connection string to one of its databases."""
+    """A throwaway server of ours: its data directory, log and socket live in ``basedir``, and
+    ``pg_ctl`` (as root: a wrapper that runs it as an unprivileged user) drives it.
+    ``dsn(dbname)`` gives a connection string to one of its databases."""
 
-    executor: PostgreSQLExecutor
     host: str
     port: int
     user: str
     basedir: Path
+    pg_ctl: Path
+    options: str  # postgres -c options beyond the port and socket (pg_cron, durability, hba file)
+
+    @property
+    def datadir(self) -> Path:
+        return self.basedir / "data"
+
+    @property
+    def logfile(self) -> Path:
+        return self.basedir / "postgresql.log"
 
     def dsn(self, dbname: str) -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{dbname}"
 
-    def stop(self) -> None:
-        try:
-            self.executor.stop()
-        finally:
-            shutil.rmtree(self.basedir, ignore_errors=True)
+    def _pg_ctl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+        return subprocess.run([str(self.pg_ctl), *args], capture_output=True, text=True, env=env, timeout=timeout,
+                              check=False)  # fmt: skip
+
+    def initdb(self) -> None:
+        result = self._pg_ctl("initdb", "-D", str(self.datadir), "-o", f"--auth=trust --username={self.user}")
+        if result.returncode != 0:
+            raise EmbeddedServerError(f"initdb failed in {self.datadir}: {result.stderr.strip()[-300:]}")
+
+    def start(self) -> None:
+        """Start the server on its data directory (after initdb, or after crash())."""
+        options = f"-p {self.port} -c listen_addresses={self.host} -c unix_socket_directories='{self.basedir}' "
+        result = self._pg_ctl("start", "-w", "-D", str(self.datadir), "-l", str(self.logfile), "-o",
+                              options + self.options)  # fmt: skip
+        if result.returncode != 0:
+            raise EmbeddedServerError(f"the embedded PostgreSQL did not start; see {self.logfile}")
 
     def crash(self) -> None:
-        """Stop the server as a power cut would: ``pg_ctl stop -m immediate`` (no checkpoint, the
+        """Stop the server as a power cut would: ``pg_ctl stop -m immediate`` (no checkpoint; the
         next start replays the WAL)."""
-        subprocess.run(
-            [self.executor.executable, "stop", "-D", self.executor.datadir, "-m", "immediate"],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
+        self._pg_ctl("stop", "-D", str(self.datadir), "-m", "immediate")
 
-    def start_again(self) -> None:
-        """Start the stopped server on its data directory, with the options it first had."""
-        result = subprocess.run(self.executor.command_parts, capture_output=True, text=True, timeout=120,
-                                env={**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"})  # fmt: skip
-        if result.returncode != 0:
-            raise EmbeddedServerError(f"the server did not start again; see {self.basedir / 'postgresql.log'}")
+    def stop(self) -> None:
+        """Stop the server and remove everything it had."""
+        try:
+            self._pg_ctl("stop", "-D", str(self.datadir), "-m", "fast")
+        finally:
+            shutil.rmtree(self.basedir, ignore_errors=True)
 
 
 def _prepare_basedir(pg_bin: Path, basedir: Path) -> Path:
@@ -134,7 +155,7 @@ def server_options(cron_database: str | None) -> str:
     return options
 
 
-def start_server(
+def prepare_server(
     *,
     basedir: Path | None = None,
     port: int | None = None,
@@ -144,13 +165,14 @@ def start_server(
     preload_cron: bool = True,
     hba_lines: tuple[str, ...] = (),
 ) -> EmbeddedServer:
-    """Initialise a data directory and start a server with pg_cron preloaded.
+    """A server's files and options, not yet initialised nor started (``start_server`` does both;
+    the tests hand it to pytest-postgresql's executor instead).
 
-    ``cron_database`` becomes ``cron.database_name``: pg_cron's scheduler runs there, and
-    only there can ``CREATE EXTENSION pg_cron`` succeed. ``durable=False`` turns off fsync
-    (for tests: faster, and a crash loses nothing that matters). ``preload_cron=False`` starts
-    a server without pg_cron, as many stock servers are. ``hba_lines`` come before the trust
-    rules of the data directory's pg_hba.conf (e.g. a password rule for one role).
+    ``cron_database`` becomes ``cron.database_name``: pg_cron's scheduler runs there, and only
+    there can ``CREATE EXTENSION pg_cron`` succeed. ``durable=False`` turns off fsync (for tests:
+    faster, and a crash loses nothing that matters). ``preload_cron=False`` gives a server without
+    pg_cron, as many stock servers are. ``hba_lines`` come before the trust rules of its
+    pg_hba.conf (e.g. a password rule for one role).
     """
     pg_bin = find_pg_bin()
     if preload_cron:
@@ -158,7 +180,6 @@ def start_server(
     if basedir is None:
         basedir = Path(tempfile.mkdtemp(prefix="globalcart-pg-"))
     pg_ctl = _prepare_basedir(pg_bin, basedir)
-    port = port or free_port()
     options = server_options(cron_database if preload_cron else None)
     if hba_lines:
         hba = basedir / "pg_hba.conf"
@@ -174,24 +195,19 @@ def start_server(
         options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     if extra_options:
         options += " " + extra_options
-    executor = PostgreSQLExecutor(
-        executable=str(pg_ctl),
-        host="127.0.0.1",
-        port=port,
-        datadir=str(basedir / "data"),
-        unixsocketdir=str(basedir),
-        logfile=str(basedir / "postgresql.log"),
-        startparams="-w",
-        dbname="postgres",
-        postgres_options=options,
-    )
+    return EmbeddedServer("127.0.0.1", port or free_port(), "postgres", basedir, pg_ctl, options)
+
+
+def start_server(**options: Any) -> EmbeddedServer:
+    """Initialise and start a throwaway server with ``pg_ctl`` (options: see ``prepare_server``)."""
+    server = prepare_server(**options)
     try:
-        executor.start()
-    except Exception as exc:  # the server log says why; point at it
-        raise EmbeddedServerError(
-            f"the embedded PostgreSQL did not start ({exc}); see {basedir / 'postgresql.log'}"
-        ) from exc
-    return EmbeddedServer(executor, "127.0.0.1", port, "postgres", basedir)
+        server.initdb()
+        server.start()
+    except BaseException:
+        shutil.rmtree(server.basedir, ignore_errors=True)
+        raise
+    return server
 
 
 # ---------------------------------------------------------------------------------------------

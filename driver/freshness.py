@@ -18,8 +18,9 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from driver.generator import Batch, Generator, Ids, usd_rates
 from driver.schedule import schedule, unschedule
-from driver.simulate import Batch, Generator, Ids, copy_batch, usd_rates
+from driver.staging import copy_batch
 
 TICK = 0.05  # the producer commits every 50 ms
 POLL = 0.02  # the watcher looks every 20 ms

@@ -1,10 +1,14 @@
-"""``migrate``: apply db/migrations once each, in order, then every db/functions, db/triggers and db/views file.
+"""``migrate``: apply db/migrations once each, in order, then the routine files in the order of
+db/routines.txt.
 
 Migrations are forward-only and recorded in ``globalcart.schema_migrations`` with a checksum;
 a recorded migration whose file has changed since is an error (add a new file instead).
-Function and trigger files are ``CREATE OR REPLACE`` and re-applied on every run, so running
-``migrate`` twice changes nothing. pg_cron is set up last: where the server cannot give it to
-this database, the report says why in one line and the rest of the schema is installed anyway.
+Routine files (db/functions, db/triggers, db/views) are ``CREATE OR REPLACE`` and re-applied on
+every run, in one transaction, so running ``migrate`` twice changes nothing; a function of the
+schema that no routine file defines any more (a removed file, an old overload) is dropped, so an
+upgraded database has the routines of a fresh install. pg_cron is set up last: where the server
+cannot give it to this database, the report says why in one line and the rest of the schema is
+installed anyway.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class MigrateReport:
     applied: list[str] = field(default_factory=list)
     already_applied: int = 0
     routine_files: int = 0
+    dropped: list[str] = field(default_factory=list)  # functions no routine file defines any more
     cron: CronStatus | None = None
 
 
@@ -54,6 +59,43 @@ def _checksum(text: str) -> str:
 
 def _sql_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.sql"))
+
+
+ROUTINE_FOLDERS = ("functions", "triggers", "views")
+
+
+def routine_files(sql_dir: Path) -> list[Path]:
+    """The routine files in their declared order (db/routines.txt); every .sql file of the routine
+    folders must be listed there, once."""
+    manifest = sql_dir / "routines.txt"
+    listed = [line.strip() for line in manifest.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    present = {str(p.relative_to(sql_dir)) for folder in ROUTINE_FOLDERS for p in _sql_files(sql_dir / folder)}
+    problems = []
+    if unlisted := sorted(present - set(listed)):
+        problems.append(f"not listed: {', '.join(unlisted)}")
+    if missing := sorted(set(listed) - present):
+        problems.append(f"listed but missing: {', '.join(missing)}")
+    if twice := sorted({name for name in listed if listed.count(name) > 1}):
+        problems.append(f"listed twice: {', '.join(twice)}")
+    if problems:
+        raise DriverError(
+            f"{manifest.relative_to(sql_dir.parent)} does not match the routine files ({'; '.join(problems)}): "
+            "list each file once, in the order it must be applied."
+        )
+    return [sql_dir / name for name in listed]
+
+
+# The functions and procedures of the schema that this transaction did not (re)create: CREATE OR
+# REPLACE rewrites the pg_proc row even when nothing changed, so its xmin is this transaction's.
+LEFTOVER_ROUTINES = """
+SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.oid::regprocedure::text
+  FROM pg_proc p
+ WHERE p.pronamespace = 'globalcart'::regnamespace
+   AND p.xmin <> pg_current_xact_id()::xid
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                                               AND d.deptype = 'e')
+ ORDER BY 2
+"""
 
 
 def _file_error(path: Path, sql_dir: Path, exc: psycopg.Error) -> DriverError:
@@ -88,14 +130,23 @@ def apply_migrations(conn: psycopg.Connection, sql_dir: Path, report: MigrateRep
 
 
 def apply_routines(conn: psycopg.Connection, sql_dir: Path, report: MigrateReport) -> None:
-    # views last: they are checked against the functions they call when they are created
-    files = _sql_files(sql_dir / "functions") + _sql_files(sql_dir / "triggers") + _sql_files(sql_dir / "views")
+    files = routine_files(sql_dir)
     with conn.transaction():
         for path in files:
             try:
                 conn.execute(path.read_text())
             except psycopg.Error as exc:
                 raise _file_error(path, sql_dir, exc) from None
+        for kind, signature in conn.execute(LEFTOVER_ROUTINES).fetchall():
+            try:
+                with conn.transaction():
+                    conn.execute(f"DROP {kind} {signature}")
+            except psycopg.errors.DependentObjectsStillExist as exc:
+                raise DriverError(
+                    f"{signature} is no longer defined by any routine file, but other objects use it: "
+                    f"{first_line(exc)} Drop or change them, then migrate again."
+                ) from None
+            report.dropped.append(signature)
     report.routine_files = len(files)
 
 

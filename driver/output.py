@@ -1,8 +1,16 @@
-"""Plain-text tables for the terminal."""
+"""What the commands print: plain-text tables, KPI values, refresh summaries, comparisons, deltas."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from driver.errors import DriverError
+
+if TYPE_CHECKING:
+    from driver.deltas import DeltaReport
+
+COUNT_COLUMNS = ("claimed", "inserted", "updated", "stale", "duplicate", "rejected", "deferred", "backlog")
 
 
 def render_table(header: list[str], rows: list[list[str]]) -> str:
@@ -27,3 +35,64 @@ def fmt_number(value: Decimal | float | int | None, places: int = 4) -> str:
 
 def fmt_pct(value: Decimal | float | None) -> str:
     return "" if value is None else f"{Decimal(value):+.2f} %"
+
+
+def refresh_failure(summary: dict) -> DriverError:
+    """The one line that says a refresh call failed (it changed nothing; etl_runs has the row)."""
+    error = summary.get("error") or {}
+    text = (
+        f"refresh run {summary.get('run_id')} failed and changed nothing: "
+        f"{error.get('sqlstate')} {error.get('message')}"
+    )
+    if error.get("hint"):
+        text += f" (hint: {error['hint']})"
+    return DriverError(text)
+
+
+def format_summary(summary: dict, sources: list[str]) -> str:
+    """The jsonb a refresh returns, as a table a person reads; ``sources`` in the order to show them."""
+    if summary.get("status") == "skipped":
+        return "refresh skipped: another refresh is running (it will apply what is staged)."
+    if summary.get("status") == "failed":
+        backlog = (summary.get("totals") or {}).get("backlog")
+        return (
+            f"{refresh_failure(summary)}; {backlog if backlog is not None else 'all'} staged rows wait "
+            "for the next call (globalcart.etl_runs and globalcart.pipeline_health have the error)."
+        )
+    if summary.get("run_id") is None and not (summary.get("totals") or {}).get("claimed"):
+        return "nothing staged: nothing to do (no run recorded)."
+    totals = summary.get("totals") or {}
+    rows = [[source, *(str(summary.get(source, {}).get(c, 0)) for c in COUNT_COLUMNS)] for source in sources]
+    rows.append(["total", *(str(totals.get(c, 0)) for c in COUNT_COLUMNS)])
+    run = f"refresh run {summary['run_id']}" if summary.get("run_id") else "refresh (no run recorded)"
+    out = [
+        f"{run}: {summary.get('status')} in {summary.get('duration_ms')} ms",
+        render_table(["source", *COUNT_COLUMNS], rows),
+    ]
+    returned = (summary.get("derived") or {}).get("orders_returned", 0)
+    if returned:
+        out.append(f"orders turned RETURNED by late returns: {returned}")
+    if totals.get("rejected"):
+        out.append(f"rejected rows are in globalcart.etl_rejects WHERE run_id = {summary.get('run_id')}")
+    if summary.get("run_id") is None and totals.get("deferred"):
+        out.append("only rows waiting for their order are staged: left as they are until an order arrives")
+    if totals.get("backlog"):
+        out.append(f"{totals['backlog']:,} rows wait for the next call (max_rows_per_run); "
+                   "CALL globalcart.drain_staging() applies them all")  # fmt: skip
+    return "\n".join(out)
+
+
+def format_comparison(rows: list[tuple], before: str, after: str) -> str:
+    """The rows of globalcart.compare_kpis(before, after) as a table."""
+    return render_table(
+        ["kpi", before, after, "change", "change %"],
+        [[k, fmt_number(b), fmt_number(a), fmt_number(d), fmt_pct(p)] for k, b, a, d, p in rows],
+    )
+
+
+def format_delta(report: DeltaReport) -> str:
+    """What ``simulate`` staged: the window and the rows of each kind of change."""
+    return (
+        f"staged {report.rows:,} rows for {report.since:%Y-%m-%d %H:%M:%S%z} .. {report.until:%Y-%m-%d %H:%M:%S%z}\n"
+        + render_table(["change", "rows"], [[k, f"{v:,}"] for k, v in report.kinds.items()])
+    )

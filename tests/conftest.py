@@ -17,8 +17,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
+from servers import start_test_server
 
-from driver.embedded import EmbeddedServer, start_server
+from driver.embedded import EmbeddedServer
 from driver.migrate import migrate
 
 CRON_DB = "gc_cron"
@@ -28,7 +29,7 @@ _db_numbers = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
-    server = start_server(cron_database=CRON_DB, durable=False)
+    server = start_test_server(cron_database=CRON_DB, durable=False)
     try:
         yield server
     finally:

@@ -1,7 +1,7 @@
 """Crash safety (CONTRACT 2.1 and 5.1): the refresh backend killed with SIGKILL mid-run (the
 postmaster restarts every backend), and the server stopped with -m immediate mid-run (a power
 cut): nothing is applied twice or lost, and the next call applies everything. On a server of
-their own, with fsync on, since both take the whole server down."""
+their own, since both take the whole server down."""
 
 import os
 import signal
@@ -12,8 +12,9 @@ from collections.abc import Callable
 import psycopg
 import pytest
 from helpers import fetch, item, order, refresh, scalar, stage, ts
+from servers import start_test_server
 
-from driver.embedded import EmbeddedServer, start_server
+from driver.embedded import EmbeddedServer
 from driver.migrate import migrate
 
 pytestmark = pytest.mark.slow
@@ -23,7 +24,7 @@ ORDERS = 100_000
 
 @pytest.fixture(scope="module")
 def crash_server():
-    server = start_server(preload_cron=False, durable=True)
+    server = start_test_server(preload_cron=False)
     try:
         yield server
     finally:
@@ -131,7 +132,7 @@ def test_server_stopped_immediately_mid_refresh(crash_server):
 
     def power_cut(_pid: int) -> None:
         crash_server.crash()
-        crash_server.start_again()
+        crash_server.start()
 
     _crash_mid_refresh(dsn, power_cut)
     _assert_nothing_applied_twice_or_lost(dsn)

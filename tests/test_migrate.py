@@ -1,5 +1,6 @@
 """``migrate``: applies once, re-applies routines, is idempotent, and sets up pg_cron or says why not."""
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -8,9 +9,10 @@ from pathlib import Path
 import psycopg
 import pytest
 from helpers import fetch, order, refresh, scalar, stage
+from servers import start_test_server
 
-from driver.embedded import start_server
-from driver.migrate import SQL_DIR, migrate
+from driver.errors import DriverError
+from driver.migrate import BOOTSTRAP, ROUTINE_FOLDERS, SQL_DIR, migrate, routine_files
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,6 +53,16 @@ def _catalog(conn):
                                    WHERE NOT tgisinternal ORDER BY 1, 2""",
         ),
         "migrations": fetch(conn, "SELECT version, checksum FROM globalcart.schema_migrations ORDER BY 1"),
+        "constraints": fetch(
+            conn,
+            """SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint
+                                  WHERE connamespace = 'globalcart'::regnamespace ORDER BY 1, 2""",
+        ),
+        "indexes": fetch(
+            conn,
+            """SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index i JOIN pg_class c
+                              ON c.oid = i.indexrelid WHERE c.relnamespace = 'globalcart'::regnamespace ORDER BY 1""",
+        ),
         "reference": fetch(
             conn,
             """SELECT (SELECT count(*) FROM globalcart.dim_currency),
@@ -59,6 +71,16 @@ def _catalog(conn):
                                            (SELECT count(*) FROM globalcart.etl_watermarks)""",
         ),
     }
+
+
+def _comments(conn):
+    return fetch(
+        conn,
+        """SELECT c.relname, a.attname, d.description FROM pg_description d
+           JOIN pg_class c ON c.oid = d.objoid AND d.classoid = 'pg_class'::regclass
+           LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid AND d.objsubid > 0
+           WHERE c.relnamespace = 'globalcart'::regnamespace ORDER BY 1, 2""",
+    )
 
 
 def test_migrate_on_an_empty_database_installs_everything(empty_dsn):
@@ -93,23 +115,143 @@ def test_migrate_twice_changes_nothing_and_keeps_the_data(dsn):
 
 
 def _copy_of_the_sql(tmp_path: Path) -> Path:
-    """db/migrations, db/functions and db/triggers copied under tmp_path, to be edited."""
+    """db/ (migrations, routine folders, routines.txt) copied under tmp_path, to be edited."""
     sql_dir = tmp_path / "db"
-    for sub in ("migrations", "functions", "triggers", "views"):
+    for sub in ("migrations", *ROUTINE_FOLDERS):
         (sql_dir / sub).mkdir(parents=True)
         for f in (SQL_DIR / sub).glob("*.sql"):
             (sql_dir / sub / f.name).write_text(f.read_text())
+    (sql_dir / "routines.txt").write_text((SQL_DIR / "routines.txt").read_text())
     return sql_dir
+
+
+def _add_routine(sql_dir: Path, name: str, text: str) -> None:
+    (sql_dir / "functions" / f"{name}.sql").write_text(text)
+    with (sql_dir / "routines.txt").open("a") as manifest:
+        manifest.write(f"functions/{name}.sql\n")
+
+
+PROBE = "CREATE OR REPLACE FUNCTION globalcart.probe() RETURNS int LANGUAGE sql SET search_path = pg_catalog RETURN {};"
 
 
 def test_migrate_reapplies_changed_functions(dsn, tmp_path):
     sql_dir = _copy_of_the_sql(tmp_path)
-    (sql_dir / "functions" / "zz_probe.sql").write_text(
-        "CREATE OR REPLACE FUNCTION globalcart.probe() RETURNS int LANGUAGE sql SET search_path = pg_catalog RETURN 2;"
-    )
+    _add_routine(sql_dir, "probe", PROBE.format(1))
     with psycopg.connect(dsn) as conn:
         migrate(conn, sql_dir)
+        assert scalar(conn, "SELECT globalcart.probe()") == 1
+        (sql_dir / "functions" / "probe.sql").write_text(PROBE.format(2))
+        migrate(conn, sql_dir)
         assert scalar(conn, "SELECT globalcart.probe()") == 2
+
+
+def test_routine_files_load_in_the_declared_order_and_every_file_is_listed(dsn, tmp_path):
+    listed = [p.relative_to(SQL_DIR).as_posix() for p in routine_files(SQL_DIR)]
+    assert listed.index("functions/order_status_rank.sql") < listed.index(
+        "functions/order_status_transition_allowed.sql"
+    )
+    assert listed.index("functions/install_audit_trigger.sql") < listed.index("triggers/audit.sql")
+    assert listed[-1] == "views/pipeline_health.sql"
+
+    sql_dir = _copy_of_the_sql(tmp_path)
+    (sql_dir / "functions" / "stray.sql").write_text(PROBE.format(3))
+    with psycopg.connect(dsn) as conn, pytest.raises(DriverError, match=r"not listed: functions/stray\.sql"):
+        migrate(conn, sql_dir)
+
+
+def test_migrate_drops_a_function_whose_file_was_removed_and_an_old_overload(dsn, tmp_path):
+    sql_dir = _copy_of_the_sql(tmp_path)
+    _add_routine(sql_dir, "probe", PROBE.format(1))
+    with psycopg.connect(dsn) as conn:
+        migrate(conn, sql_dir)
+        conn.execute("CREATE FUNCTION globalcart.apply_orders(bigint) RETURNS jsonb LANGUAGE sql RETURN '{}'::jsonb")
+        conn.commit()
+        (sql_dir / "functions" / "probe.sql").unlink()
+        manifest = sql_dir / "routines.txt"
+        manifest.write_text(manifest.read_text().replace("functions/probe.sql\n", ""))
+        report = migrate(conn, sql_dir)
+        assert report.dropped == ["globalcart.apply_orders(bigint)", "globalcart.probe()"]
+        assert fetch(conn, "SELECT proname FROM pg_proc WHERE pronamespace = 'globalcart'::regnamespace "
+                           "AND proname IN ('probe', 'apply_orders')") == [("apply_orders",)]  # fmt: skip
+
+
+def test_a_function_still_in_use_is_not_dropped_silently(dsn, tmp_path):
+    sql_dir = _copy_of_the_sql(tmp_path)
+    _add_routine(sql_dir, "probe", PROBE.format(1))
+    with psycopg.connect(dsn) as conn:
+        migrate(conn, sql_dir)
+        conn.execute("CREATE VIEW public.uses_probe AS SELECT globalcart.probe() AS p")
+        conn.commit()
+        (sql_dir / "functions" / "probe.sql").unlink()
+        manifest = sql_dir / "routines.txt"
+        manifest.write_text(manifest.read_text().replace("functions/probe.sql\n", ""))
+        with pytest.raises(DriverError, match=r"globalcart.probe\(\) is no longer defined by any routine file"):
+            migrate(conn, sql_dir)
+        assert scalar(conn, "SELECT globalcart.probe()") == 1  # nothing of that migrate was applied
+
+
+FIRST_RELEASE = "7e4a0f0"  # main before the unattended-running issue: 0001 and the functions of its day
+
+
+def _old_sql(tmp_path: Path) -> Path | None:
+    """db/ as FIRST_RELEASE had it, from git (None where the checkout has no history)."""
+    has_commit = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{FIRST_RELEASE}^{{commit}}"],
+                                capture_output=True, check=False).returncode == 0  # fmt: skip
+    if not has_commit:
+        return None
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", FIRST_RELEASE, "db"], capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive.stdout, check=True)
+    return tmp_path / "db"
+
+
+def _install_old(conn: psycopg.Connection, old_sql: Path | None) -> None:
+    """An older install: FIRST_RELEASE's schema and routines (the old migrate: migrations, then every
+    function and trigger file alphabetically); without git history, today's with the leftovers an
+    older release leaves (a removed file's function, an old overload)."""
+    if old_sql is None:
+        migrate(conn, with_cron=False)
+        conn.execute("CREATE FUNCTION globalcart.apply_customers(bigint) RETURNS jsonb LANGUAGE sql RETURN '{}'::jsonb")
+        conn.execute("CREATE FUNCTION globalcart.gone() RETURNS int LANGUAGE sql RETURN 1")
+        conn.commit()
+        return
+    conn.execute(BOOTSTRAP)
+    for path in sorted((old_sql / "migrations").glob("*.sql")):
+        conn.execute(path.read_text())
+        conn.execute("INSERT INTO globalcart.schema_migrations (version, checksum) VALUES (%s, %s)",
+                     (path.name, hashlib.sha256(path.read_text().encode()).hexdigest()))  # fmt: skip
+    for folder in ("functions", "triggers"):
+        for path in sorted((old_sql / folder).glob("*.sql")):
+            conn.execute(path.read_text())
+    conn.commit()
+
+
+def test_an_upgraded_database_has_exactly_what_a_fresh_install_has(pg_server, tmp_path):
+    from pytest_postgresql.janitor import DatabaseJanitor
+
+    catalogs = {}
+    for name in ("gc_fresh", "gc_upgraded"):
+        janitor = DatabaseJanitor(user=pg_server.user, host=pg_server.host, port=pg_server.port, dbname=name)
+        janitor.init()
+        try:
+            with psycopg.connect(pg_server.dsn(name)) as conn:
+                if name == "gc_upgraded":
+                    _install_old(conn, _old_sql(tmp_path))
+                    stage(conn, "orders", [order(1)])  # staged before the upgrade, applied after it
+                    conn.commit()
+                report = migrate(conn, with_cron=False)
+                assert name == "gc_fresh" or report.dropped, "an older install leaves functions to drop"
+                conn.commit()
+                catalogs[name] = _catalog(conn) | {"comments": _comments(conn)}
+                conn.commit()
+                if name == "gc_upgraded":
+                    conn.autocommit = True
+                    assert refresh(conn)["orders"]["inserted"] == 1  # the upgraded warehouse works
+        finally:
+            janitor.drop()
+    fresh, upgraded = catalogs["gc_fresh"], catalogs["gc_upgraded"]
+    for part in fresh:
+        if part != "migrations":  # the checksums of 0001 are equal; the recorded times are not compared
+            assert upgraded[part] == fresh[part], part
 
 
 def test_a_migration_changed_after_it_was_applied_is_refused(dsn, tmp_path):
@@ -131,7 +273,9 @@ def test_migrate_creates_pg_cron_in_the_cron_database(cron_db):
 @pytest.fixture(scope="module")
 def plain_server():
     """A second server: pg_cron not preloaded, and a role that must log in with a password."""
-    server = start_server(preload_cron=False, durable=False, hba_lines=("host all pwuser 127.0.0.1/32 scram-sha-256",))
+    server = start_test_server(
+        preload_cron=False, durable=False, hba_lines=("host all pwuser 127.0.0.1/32 scram-sha-256",)
+    )
     with psycopg.connect(server.dsn("postgres"), autocommit=True) as conn:
         conn.execute("CREATE ROLE pwuser LOGIN PASSWORD 'right-password'")
         conn.execute("CREATE DATABASE plain")

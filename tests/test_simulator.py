@@ -8,7 +8,10 @@ import pytest
 from helpers import SOURCES, fetch, refresh, scalar, staged_count, table_digest
 from test_migrate import run_cli
 
-from driver.simulate import COLUMNS, Batch, Generator, Ids, copy_batch, generate_delta, seed_history, usd_rates
+from driver.deltas import generate_delta
+from driver.generator import COLUMNS, Batch, Generator, Ids, usd_rates
+from driver.seed import seed_history
+from driver.staging import copy_batch
 
 AS_OF = datetime(2026, 10, 1, tzinfo=UTC)
 

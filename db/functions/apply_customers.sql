@@ -7,7 +7,6 @@
 --      greater, or when the stored row is an inferred placeholder;
 --   3. advance the 'customers' watermark.
 -- Returns the source's counts (globalcart.source_stats).
-DROP FUNCTION IF EXISTS globalcart.apply_customers(bigint);  -- the signature before 0002
 CREATE OR REPLACE FUNCTION globalcart.apply_customers(p_run_id bigint, p_latest_valid timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql

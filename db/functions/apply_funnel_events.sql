@@ -8,7 +8,6 @@
 --   2. inferred dim_customer / dim_product members for unknown ids;
 --   3. INSERT … ON CONFLICT DO NOTHING of the event_ids not stored yet;
 --   4. advance the 'funnel_events' watermark.
-DROP FUNCTION IF EXISTS globalcart.apply_funnel_events(bigint, timestamptz);  -- the signature before 0002
 CREATE OR REPLACE FUNCTION globalcart.apply_funnel_events(p_run_id bigint, p_now timestamptz, p_latest_valid timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql

@@ -10,7 +10,6 @@
 --   4. inferred dim_product members for unknown products;
 --   5. guarded upsert (updated_at newer); BEFORE UPDATE audits;
 --   6. advance the 'order_items' watermark.
-DROP FUNCTION IF EXISTS globalcart.apply_order_items(bigint, timestamptz);  -- the signature before 0002
 CREATE OR REPLACE FUNCTION globalcart.apply_order_items(
     p_run_id bigint, p_now timestamptz, p_latest_valid timestamptz, p_orphan_cutoff timestamptz)
   RETURNS jsonb
@@ -80,7 +79,7 @@ BEGIN
 
   -- Never to another order; early-arriving rows wait for their order (orphan after the timeout).
   SELECT h.moved, h.orphans, h.deferred INTO v_moved, v_orphans, v_deferred
-    FROM globalcart.hold_early_children('order_items', 'fact_order_items', 'order_item_id', p_run_id, p_orphan_cutoff) AS h;
+    FROM globalcart.hold_early_children('order_items', p_run_id, p_orphan_cutoff) AS h;
 
   v_inferred := globalcart.add_inferred_products(ARRAY(SELECT w.product_id FROM pg_temp.gc_win_order_items w), p_now);
 

@@ -9,7 +9,6 @@
 --   4. guarded upsert (updated_at newer, transition allowed); BEFORE UPDATE audits;
 --   5. advance the 'orders' watermark.
 -- The winners stay in pg_temp.gc_win_orders for derive_returned_orders().
-DROP FUNCTION IF EXISTS globalcart.apply_orders(bigint, timestamptz);  -- the signature before 0002
 CREATE OR REPLACE FUNCTION globalcart.apply_orders(p_run_id bigint, p_now timestamptz, p_latest_valid timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql

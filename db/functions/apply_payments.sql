@@ -9,7 +9,6 @@
 --      after etl_settings 'orphan_timeout';
 --   4. guarded upsert (updated_at newer); BEFORE UPDATE audits;
 --   5. advance the 'payments' watermark.
-DROP FUNCTION IF EXISTS globalcart.apply_payments(bigint, timestamptz);  -- the signature before 0002
 CREATE OR REPLACE FUNCTION globalcart.apply_payments(p_run_id bigint, p_latest_valid timestamptz, p_orphan_cutoff timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql
@@ -76,7 +75,7 @@ BEGIN
 
   -- Never to another order; early-arriving rows wait for their order (orphan after the timeout).
   SELECT h.moved, h.orphans, h.deferred INTO v_moved, v_orphans, v_deferred
-    FROM globalcart.hold_early_children('payments', 'fact_payments', 'payment_id', p_run_id, p_orphan_cutoff) AS h;
+    FROM globalcart.hold_early_children('payments', p_run_id, p_orphan_cutoff) AS h;
 
   WITH upserted AS (
     INSERT INTO globalcart.fact_payments AS t

@@ -6,7 +6,6 @@
 --   2. guarded upsert: a version replaces the stored row only when its updated_at is
 --      greater, or when the stored row is an inferred placeholder;
 --   3. advance the 'products' watermark.
-DROP FUNCTION IF EXISTS globalcart.apply_products(bigint);  -- the signature before 0002
 CREATE OR REPLACE FUNCTION globalcart.apply_products(p_run_id bigint, p_latest_valid timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql

@@ -11,7 +11,6 @@
 --   4. guarded upsert (updated_at newer); BEFORE UPDATE audits;
 --   5. advance the 'returns' watermark.
 -- The winners stay in pg_temp.gc_win_returns for derive_returned_orders().
-DROP FUNCTION IF EXISTS globalcart.apply_returns(bigint, timestamptz);  -- the signature before 0002
 CREATE OR REPLACE FUNCTION globalcart.apply_returns(p_run_id bigint, p_latest_valid timestamptz, p_orphan_cutoff timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql
@@ -75,7 +74,7 @@ BEGIN
 
   -- Never to another order; early-arriving rows wait for their order (orphan after the timeout).
   SELECT h.moved, h.orphans, h.deferred INTO v_moved, v_orphans, v_deferred
-    FROM globalcart.hold_early_children('returns', 'fact_returns', 'return_id', p_run_id, p_orphan_cutoff) AS h;
+    FROM globalcart.hold_early_children('returns', p_run_id, p_orphan_cutoff) AS h;
 
   WITH upserted AS (
     INSERT INTO globalcart.fact_returns AS t

@@ -1,6 +1,7 @@
--- globalcart.hold_early_children(source, fact, key, run_id, orphan_cutoff): the step that
--- the four order-grain children (order_items, payments, shipments, returns) share, run by
--- their apply_<source>() after dedup, on pg_temp.gc_win_<source>:
+-- globalcart.hold_early_children(source, run_id, orphan_cutoff): the step that the order-grain
+-- children (the sources of globalcart.etl_sources that wait for their order: order_items,
+-- payments, shipments, returns) share, run by their apply_<source>() after dedup, on
+-- pg_temp.gc_win_<source>:
 --   1. a row whose key is stored under another order is rejected 'order_id_changed'
 --      (an item, payment, shipment or return never moves to another order);
 --   2. a row whose order is not in fact_orders waits: it goes back into staging as it was
@@ -9,11 +10,9 @@
 --      count raised by one; or, when it was first staged at or before orphan_cutoff (now -
 --      etl_settings 'orphan_timeout'), it is rejected 'orphan'.
 -- Both leave gc_win_<source> with only the rows to upsert. Two set-based statements; the
--- table names differ per source, hence format() (names from the caller, quoted with %I).
--- Dropped first: its last input was named p_now before 0002, which CREATE OR REPLACE cannot rename.
-DROP FUNCTION IF EXISTS globalcart.hold_early_children(text, text, text, bigint, timestamptz);
+-- table names differ per source, hence format() (names from the registry, quoted with %I).
 CREATE OR REPLACE FUNCTION globalcart.hold_early_children(
-    p_source text, p_fact text, p_key text, p_run_id bigint, p_orphan_cutoff timestamptz,
+    p_source text, p_run_id bigint, p_orphan_cutoff timestamptz,
     OUT moved bigint, OUT orphans bigint, OUT deferred bigint)
   LANGUAGE plpgsql
   SET search_path = pg_catalog
@@ -21,11 +20,13 @@ AS $$
 -- It writes (DELETE, INSERT) through EXECUTE, which plpgsql_check cannot see into, so its
 -- volatility hint does not apply:  @plpgsql_check_options: performance_warnings = false
 DECLARE
+  v_source globalcart.etl_sources;
   v_columns text;  -- the staging table's business columns
 BEGIN
+  SELECT * INTO STRICT v_source FROM globalcart.etl_sources s WHERE s.source_name = p_source AND s.waits_for_order;
   SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO v_columns
     FROM pg_attribute a
-   WHERE a.attrelid = format('globalcart.%I', 'stg_' || p_source)::regclass
+   WHERE a.attrelid = format('globalcart.%I', v_source.staging_table)::regclass
      AND a.attnum > 0 AND NOT a.attisdropped AND a.attname NOT IN ('stg_id', 'ingested_at', 'deferrals');
 
   EXECUTE format($sql$
@@ -36,7 +37,7 @@ BEGIN
     )
     INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
     SELECT $1, $2, 'order_id_changed', to_jsonb(m) FROM moved m
-    $sql$, 'gc_win_' || p_source, p_fact, p_key)
+    $sql$, 'gc_win_' || p_source, v_source.fact_table, v_source.key_column)
     USING p_run_id, p_source;
   GET DIAGNOSTICS moved = ROW_COUNT;
 
@@ -55,10 +56,10 @@ BEGIN
       RETURNING 1
     )
     SELECT (SELECT count(*) FROM orphans), (SELECT count(*) FROM deferred)
-    $sql$, 'gc_win_' || p_source, 'stg_' || p_source, v_columns)
+    $sql$, 'gc_win_' || p_source, v_source.staging_table, v_columns)
     INTO orphans, deferred
     USING p_run_id, p_source, p_orphan_cutoff;
 END;
 $$;
-COMMENT ON FUNCTION globalcart.hold_early_children(text, text, text, bigint, timestamptz) IS
+COMMENT ON FUNCTION globalcart.hold_early_children(text, bigint, timestamptz) IS
   'Refresh step shared by the order-grain children: reject keys moved to another order, defer rows whose order has not arrived (orphan once first staged at or before the cutoff).';

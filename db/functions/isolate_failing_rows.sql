@@ -14,7 +14,7 @@
 -- the whole claim and gc_win_<source> the winners of every part that was applied. An error
 -- the rows cannot cause (globalcart.is_row_error) is raised again: the call fails.
 --
--- Table names come from the fixed list of sources, never from a caller's text.
+-- Table names come from the registry of sources (globalcart.etl_sources), never from a caller's text.
 CREATE OR REPLACE FUNCTION globalcart.isolate_failing_rows(
     p_source text, p_run_id bigint, p_now timestamptz, p_latest_valid timestamptz, p_orphan_cutoff timestamptz)
   RETURNS jsonb
@@ -37,8 +37,7 @@ DECLARE
   v_sqlstate text;
   v_message text;
 BEGIN
-  IF p_source NOT IN ('customers', 'products', 'orders', 'order_items', 'payments', 'shipments', 'returns',
-                      'funnel_events') THEN
+  IF NOT EXISTS (SELECT 1 FROM globalcart.etl_sources s WHERE s.source_name = p_source) THEN
     RAISE EXCEPTION 'isolate_failing_rows: unknown source %', quote_literal(p_source) USING ERRCODE = 'GC006';
   END IF;
   EXECUTE format('CREATE TEMPORARY TABLE %I ON COMMIT DROP AS SELECT * FROM pg_temp.%I', v_all, v_claim);

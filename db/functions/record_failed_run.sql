@@ -19,9 +19,8 @@ BEGIN
       INTO v_sources
       FROM globalcart.staged_rows() AS s;
   EXCEPTION WHEN OTHERS OR query_canceled THEN
-    SELECT jsonb_object_agg(s, globalcart.source_stats() || '{"backlog": null}'::jsonb) INTO v_sources
-      FROM unnest(ARRAY['customers', 'products', 'orders', 'order_items', 'payments', 'shipments', 'returns',
-                        'funnel_events']) AS s;
+    SELECT jsonb_object_agg(s.source_name, globalcart.source_stats() || '{"backlog": null}'::jsonb) INTO v_sources
+      FROM globalcart.etl_sources s;
   END;
   INSERT INTO globalcart.etl_runs (started_at, finished_at, status, error)
   VALUES (p_started, clock_timestamp(), 'failed', p_error)

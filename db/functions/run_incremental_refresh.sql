@@ -14,9 +14,10 @@
 --      claim tables — at most 'max_rows_per_run' rows per source, lowest stg_id (earliest
 --      staged) first — so one snapshot decides the batch, and a row committed after it
 --      stays in staging for the next call: nothing is read twice or lost.
---   6. Apply, dimensions before facts and orders before their children: customers,
---      products, orders, order_items, payments, shipments, returns, funnel_events — each by
---      globalcart.apply_source(), which isolates and rejects rows that make its batch fail.
+--   6. Apply, in the order of globalcart.etl_sources (dimensions before facts, orders before
+--      their children: customers, products, orders, order_items, payments, shipments, returns,
+--      funnel_events) — each by globalcart.apply_source(), which isolates and rejects rows
+--      that make its batch fail.
 --   7. Derived state: returns turn delivered orders RETURNED.
 --   8. Close the run with its summary (globalcart.refresh_summary), which is also returned;
 --      each source's "backlog" counts its rows still staged, deferred ones aside.
@@ -46,6 +47,7 @@ DECLARE
   v_latest_valid timestamptz;  -- an updated_at after this is rejected as future_timestamp
   v_max bigint;                -- max_rows_per_run
   v_work boolean;              -- anything to do: a fresh row, or a waiting child that can be settled
+  v_source text;
   v_run_id bigint;
   v_stats jsonb := '{}'::jsonb;
   v_returned bigint;
@@ -58,9 +60,8 @@ BEGIN
   IF NOT pg_try_advisory_xact_lock(v_lock_key) THEN
     RAISE NOTICE 'globalcart.run_incremental_refresh: another refresh is running; skipped';
     RETURN globalcart.refresh_summary(NULL, 'skipped', v_started,
-             (SELECT jsonb_object_agg(s, globalcart.source_stats() || '{"backlog": null}'::jsonb)
-                FROM unnest(ARRAY['customers', 'products', 'orders', 'order_items', 'payments', 'shipments',
-                                  'returns', 'funnel_events']) AS s),
+             (SELECT jsonb_object_agg(s.source_name, globalcart.source_stats() || '{"backlog": null}'::jsonb)
+                FROM globalcart.etl_sources s),
              jsonb_build_object('reason', 'another refresh is running'));
   END IF;
 
@@ -161,21 +162,11 @@ BEGIN
            RETURNING s.*)
     INSERT INTO pg_temp.gc_claim_funnel_events SELECT * FROM d_funnel_events;
 
-    v_stats := jsonb_build_object(
-      'customers', globalcart.apply_source('customers', v_run_id, v_now, v_latest_valid, v_cutoff),
-      'products', globalcart.apply_source('products', v_run_id, v_now, v_latest_valid, v_cutoff));
-    v_stats := v_stats || jsonb_build_object(
-      'orders', globalcart.apply_source('orders', v_run_id, v_now, v_latest_valid, v_cutoff));
-    v_stats := v_stats || jsonb_build_object(
-      'order_items', globalcart.apply_source('order_items', v_run_id, v_now, v_latest_valid, v_cutoff));
-    v_stats := v_stats || jsonb_build_object(
-      'payments', globalcart.apply_source('payments', v_run_id, v_now, v_latest_valid, v_cutoff));
-    v_stats := v_stats || jsonb_build_object(
-      'shipments', globalcart.apply_source('shipments', v_run_id, v_now, v_latest_valid, v_cutoff));
-    v_stats := v_stats || jsonb_build_object(
-      'returns', globalcart.apply_source('returns', v_run_id, v_now, v_latest_valid, v_cutoff));
-    v_stats := v_stats || jsonb_build_object(
-      'funnel_events', globalcart.apply_source('funnel_events', v_run_id, v_now, v_latest_valid, v_cutoff));
+    v_stats := '{}'::jsonb;
+    FOR v_source IN SELECT s.source_name FROM globalcart.etl_sources s ORDER BY s.apply_order LOOP
+      v_stats := v_stats || jsonb_build_object(
+        v_source, globalcart.apply_source(v_source, v_run_id, v_now, v_latest_valid, v_cutoff));
+    END LOOP;
     v_returned := globalcart.derive_returned_orders();
 
     SELECT jsonb_object_agg(s.source_name, (v_stats -> s.source_name) || jsonb_build_object('backlog', s.staged))

@@ -1,11 +1,11 @@
-"""The simulated source: a base history (``seed``) and deltas (``simulate``) for staging.
-
-Everything here only *produces* rows and COPYs them into ``globalcart.stg_*``; which version
-wins, what is rejected and what a return does to an order is the refresh's business.
+"""The simulated source's data: customers, products, orders with their items, payments, shipments
+and returns, and funnel sessions, as rows for staging.
 
 Realism comes from Faker where it shows (names, e-mail addresses, product names), drawn once
 into per-locale pools; facts are generated in bulk with one ``random.Random`` so that the
-same ``--seed`` (and the same as-of time) gives the same rows. Money is computed in cents.
+same seed (and the same as-of time) gives the same rows. Money is computed in cents. Nothing
+here decides which version wins, what is rejected or what a return does to an order: that is
+the refresh's business. Every version is as its record stood at ``as_of``: nothing lies after it.
 """
 
 from __future__ import annotations
@@ -13,21 +13,18 @@ from __future__ import annotations
 import bisect
 import math
 import random
-import sys
-import threading
-import time
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from queue import Queue
 
 import psycopg
 from faker import Faker
 
-from driver import SOURCES, db
-
+# The row layout of each source the generator makes: the business columns of its staging table
+# (globalcart.etl_sources), in the order of the tuples below. tests/test_registry.py checks it
+# against the database.
 COLUMNS = {
     "customers": ("customer_id", "full_name", "email", "country_code", "signup_ts", "segment", "updated_at"),
     "products": ("product_id", "sku", "product_name", "category", "list_price_usd", "updated_at"),
@@ -56,7 +53,6 @@ COLUMNS = {
         "cart_value_usd", "channel", "updated_at",
     ),
 }  # fmt: skip
-assert tuple(COLUMNS) == SOURCES
 
 # country, currency, Faker locale, share of customers
 MARKETS = [
@@ -126,23 +122,11 @@ class Ids:
 class Batch:
     """Rows for staging, per source, as tuples in COLUMNS order."""
 
-    rows: dict[str, list[tuple]] = field(default_factory=lambda: {s: [] for s in SOURCES})
+    rows: dict[str, list[tuple]] = field(default_factory=lambda: {s: [] for s in COLUMNS})
     orders: int = 0
 
     def count(self) -> int:
         return sum(len(r) for r in self.rows.values())
-
-
-def copy_batch(conn: psycopg.Connection, batch: Batch) -> None:
-    """COPY every source of the batch into its staging table, in one transaction."""
-    with conn.transaction(), conn.cursor() as cur:
-        for source in SOURCES:
-            rows = batch.rows[source]
-            if not rows:
-                continue
-            with cur.copy(f"COPY globalcart.stg_{source} ({', '.join(COLUMNS[source])}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
 
 
 class Generator:
@@ -363,377 +347,3 @@ def _cumulative(weights: Iterator[float] | list[float]) -> Iterator[float]:
 def usd_rates(conn: psycopg.Connection) -> dict[str, float]:
     return {code.strip(): float(rate) for code, rate in conn.execute(
         "SELECT currency_code, usd_rate FROM globalcart.dim_currency").fetchall()}  # fmt: skip
-
-
-# ---------------------------------------------------------------------------------------------
-# seed: the base history, through staging and the refresh like every delta
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SeedReport:
-    orders: int
-    rows_staged: int
-    refreshes: int  # calls that did work (each wrote an etl_runs row)
-    seconds: float
-    rejected: int
-
-
-def seed_history(
-    conn: psycopg.Connection,
-    producer_dsn: str,
-    *,
-    orders: int,
-    seed: int = 360,
-    as_of: datetime,
-    days: int = 90,
-    chunk_orders: int = 20_000,
-    progress: Callable[[int, int], None] | None = None,
-) -> SeedReport:
-    """Generate ``orders`` orders over the ``days`` before ``as_of`` (with customers, products,
-    items, payments, shipments, returns and funnel sessions), COPY them to staging chunk by
-    chunk on a second connection, and refresh as the chunks land: generation in Python and the
-    refresh in the server overlap."""
-    started = time.monotonic()
-    gen = Generator(seed, usd_rates(conn))
-    ids = Ids.after_existing(conn)
-    conn.commit()
-    first = Batch()
-    first.rows["customers"] = gen.make_customers(ids, max(50, orders // 4), as_of)
-    first.rows["products"] = gen.make_products(ids, min(5000, max(30, orders // 50)), as_of)
-    start = as_of - timedelta(days=days)
-    span = (as_of - start).total_seconds()
-    order_times = sorted(start + timedelta(seconds=gen.rng.uniform(0, span)) for _ in range(orders))
-    sessions = max(1, round(orders * SESSIONS_PER_ORDER))
-    session_starts = sorted(start + timedelta(seconds=gen.rng.uniform(0, span)) for _ in range(sessions))
-
-    done = threading.Event()
-    landed: Queue[tuple[int, int] | BaseException | None] = Queue()
-
-    def produce() -> None:
-        try:
-            with psycopg.connect(producer_dsn, application_name="globalcart-seed") as producer:
-                batch = first
-                order_ids: list[int] = []
-                for lo in range(0, max(orders, 1), chunk_orders):
-                    chunk_times = order_times[lo : lo + chunk_orders]
-                    first_id = ids.order
-                    for ts in chunk_times:
-                        gen.make_order(ids, batch, ts, as_of)
-                    order_ids = list(range(first_id, ids.order))
-                    s_lo = lo * sessions // max(orders, 1)
-                    s_hi = (lo + len(chunk_times)) * sessions // max(orders, 1)
-                    for ts in session_starts[s_lo:s_hi]:
-                        gen.make_session(batch, ts, order_ids, as_of)
-                    copy_batch(producer, batch)
-                    landed.put((batch.orders, batch.count()))
-                    batch = Batch()
-                    if done.is_set():
-                        return
-        except BaseException as exc:  # handed to the refreshing thread, which raises it
-            landed.put(exc)
-        finally:
-            landed.put(None)
-
-    thread = threading.Thread(target=produce, name="globalcart-seed-producer", daemon=True)
-    thread.start()
-    staged_orders = rows = refreshes = rejected = 0
-    try:
-        while True:
-            item = landed.get()
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            staged_orders += item[0]
-            rows += item[1]
-            while not landed.empty() and isinstance(landed.queue[0], tuple):  # take what else has landed
-                more = landed.get()
-                staged_orders += more[0]
-                rows += more[1]
-            summary = db.run_refresh(conn)
-            refreshes += summary["run_id"] is not None
-            rejected += int(summary["totals"]["rejected"])
-            if progress:
-                progress(staged_orders, orders)
-    finally:
-        done.set()
-        thread.join()
-    summary = db.run_refresh(conn)  # anything left
-    refreshes += summary["run_id"] is not None
-    rejected += int(summary["totals"]["rejected"])
-    return SeedReport(staged_orders, rows, refreshes, time.monotonic() - started, rejected)
-
-
-class ProgressBar:
-    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
-
-    def __init__(self, label: str, stream=sys.stderr):
-        self.label = label
-        self.stream = stream
-        self.started = time.monotonic()
-        self.tty = stream.isatty()
-        self._last_pct = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        pct = 100 if total == 0 else min(100, done * 100 // total)
-        elapsed = time.monotonic() - self.started
-        if self.tty:
-            filled = pct * 30 // 100
-            self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {pct:3d}% "
-                              f"{done:,}/{total:,} orders {elapsed:5.1f}s")  # fmt: skip
-            if pct == 100:
-                self.stream.write("\n")
-            self.stream.flush()
-        elif pct // 10 != self._last_pct // 10 or pct == 100:
-            self.stream.write(f"{self.label}: {pct}% ({done:,}/{total:,} orders, {elapsed:.1f}s)\n")
-            self.stream.flush()
-        self._last_pct = pct
-
-
-# ---------------------------------------------------------------------------------------------
-# simulate: the deltas of a time window
-# ---------------------------------------------------------------------------------------------
-
-BAD_ROW_KINDS = (
-    "orders: unknown currency", "orders: negative amount", "order_items: non-positive quantity",
-    "payments: unknown status", "shipments: missing carrier", "returns: negative refund",
-    "funnel_events: unknown event type", "customers: missing email",
-)  # fmt: skip
-
-
-@dataclass
-class DeltaReport:
-    since: datetime
-    until: datetime
-    kinds: dict[str, int]
-    rows: int
-
-
-def _sample(conn: psycopg.Connection, sql: str, params: tuple, seed: int, limit: int) -> list[tuple]:
-    """Rows of ``sql`` (whose first column, ``k``, is a key) in a deterministic pseudo-random
-    order of that key and the seed, at most ``limit``; the key is dropped."""
-    if limit <= 0:
-        return []
-    rows = conn.execute(
-        f"SELECT * FROM ({sql}) s ORDER BY md5(s.k::text || %s::text) LIMIT %s", (*params, seed, limit)
-    ).fetchall()
-    return [row[1:] for row in rows]
-
-
-def default_new_orders(conn: psycopg.Connection, since: datetime, until: datetime) -> int:
-    """The warehouse's order rate over the week before ``until``, over the window (20 to 50,000)."""
-    row = conn.execute(
-        "SELECT count(*) FROM globalcart.fact_orders WHERE order_ts > %s::timestamptz - interval '7 days' "
-        "AND order_ts <= %s",
-        (until, until),
-    ).fetchone()
-    per_hour = (row[0] if row else 0) / (7 * 24) or 100
-    hours = (until - since).total_seconds() / 3600
-    return int(min(50_000, max(20, round(per_hour * hours))))
-
-
-def generate_delta(
-    conn: psycopg.Connection,
-    *,
-    since: datetime,
-    until: datetime,
-    seed: int,
-    new_orders: int,
-    duplicate_share: float = 0.05,
-    out_of_order_share: float = 0.05,
-    bad_rows: int = 0,
-) -> tuple[Batch, DeltaReport]:
-    """Every kind of change the seed document lists, with ``updated_at`` inside (since, until]."""
-    gen = Generator(seed, usd_rates(conn))
-    gen.load_dimensions(conn)
-    ids = Ids.after_existing(conn)
-    rng = gen.rng
-    batch = Batch()
-    rows = batch.rows
-    span = (until - since).total_seconds()
-
-    def when() -> datetime:
-        return since + timedelta(seconds=rng.uniform(span * 0.001, span))
-
-    kinds: dict[str, int] = {}
-
-    # new orders (as they stand at `until`) and browsing sessions
-    first_new = ids.order
-    for ts in sorted(since + timedelta(seconds=rng.uniform(0, span)) for _ in range(new_orders)):
-        if ts > since:
-            gen.make_order(ids, batch, ts, until)
-    kinds["new orders"] = ids.order - first_new
-    new_ids = list(range(first_new, ids.order))
-    for _ in range(new_orders * 3):
-        gen.make_session(batch, when(), new_ids, until)
-    kinds["funnel events"] = len(rows["funnel_events"])
-
-    order_cols = ", ".join(COLUMNS["orders"])
-    ship_cols = ", ".join(COLUMNS["shipments"])
-    updated_orders: list[tuple] = []  # the stored versions this delta replaces
-
-    def new_version(stored: tuple, status: str, ts: datetime) -> tuple:
-        row = list(stored)
-        row[3], row[11] = status, max(ts, stored[11] + timedelta(seconds=1))
-        return tuple(row)
-
-    # PAID -> SHIPPED: a shipment is created
-    shipped_now = 0
-    for stored in _sample(
-        conn,
-        f"SELECT order_id AS k, {order_cols} FROM globalcart.fact_orders "
-        "WHERE order_status = 'PAID' AND updated_at < %s",
-        (since,),
-        seed,
-        new_orders // 3,
-    ):
-        version = new_version(stored, "SHIPPED", when())
-        shipped = version[11]
-        rows["orders"].append(version)
-        rows["shipments"].append(
-            (
-                ids.shipment,
-                version[0],
-                rng.choice(CARRIERS),
-                shipped,
-                shipped + timedelta(days=rng.randint(3, 6)),
-                None,
-                "IN_TRANSIT",
-                shipped,
-            )
-        )
-        ids.shipment += 1
-        updated_orders.append(stored)
-        shipped_now += 1
-    kinds["orders PAID -> SHIPPED"] = shipped_now
-
-    # SHIPPED -> DELIVERED: the shipment is delivered
-    delivered = 0
-    order_part_cols = ", ".join("o." + c for c in COLUMNS["orders"])
-    ship_part_cols = ", ".join("s." + c for c in COLUMNS["shipments"])
-    for stored in _sample(
-        conn,
-        f"SELECT o.order_id AS k, {order_part_cols}, {ship_part_cols} "
-        "FROM globalcart.fact_orders o JOIN globalcart.fact_shipments s USING (order_id) "
-        "WHERE o.order_status = 'SHIPPED' AND s.delivered_ts IS NULL AND o.updated_at < %s",
-        (since,),
-        seed + 1,
-        new_orders // 3,
-    ):
-        order_part, ship = stored[:12], stored[12:]
-        version = new_version(order_part, "DELIVERED", when())
-        rows["orders"].append(version)
-        rows["shipments"].append((*ship[:5], version[11], "DELIVERED", version[11]))
-        updated_orders.append(order_part)
-        delivered += 1
-    kinds["orders SHIPPED -> DELIVERED"] = delivered
-
-    # DELIVERED -> COMPLETED
-    completed = 0
-    for stored in _sample(
-        conn,
-        f"SELECT order_id AS k, {order_cols} FROM globalcart.fact_orders "
-        "WHERE order_status = 'DELIVERED' AND updated_at < %s",
-        (since - timedelta(days=1),),
-        seed + 2,
-        new_orders // 2,
-    ):
-        rows["orders"].append(new_version(stored, "COMPLETED", when()))
-        updated_orders.append(stored)
-        completed += 1
-    kinds["orders DELIVERED -> COMPLETED"] = completed
-
-    # late-arriving returns, days after delivery: the refresh turns their orders RETURNED
-    returns = 0
-    for oid, item_id, line_amount in _sample(
-        conn,
-        "SELECT o.order_id AS k, o.order_id, "
-        "       (SELECT min(i.order_item_id) FROM globalcart.fact_order_items i WHERE i.order_id = o.order_id), "
-        "       (SELECT max(i.line_amount) FROM globalcart.fact_order_items i WHERE i.order_id = o.order_id) "
-        "FROM globalcart.fact_orders o JOIN globalcart.fact_shipments s USING (order_id) "
-        "WHERE o.order_status IN ('DELIVERED', 'COMPLETED') "
-        "AND s.delivered_ts < %s::timestamptz - interval '2 days' "
-        "AND NOT EXISTS (SELECT 1 FROM globalcart.fact_returns r WHERE r.order_id = o.order_id)",
-        (since,),
-        seed + 3,
-        max(1, new_orders // 4),
-    ):
-        ts = when()
-        status = "REFUNDED" if rng.random() < 0.6 else "REQUESTED"
-        refund = line_amount if status == "REFUNDED" and line_amount is not None else 0
-        rows["returns"].append((ids.return_, oid, item_id, ts, rng.choice(RETURN_REASONS), refund, status, ts))
-        ids.return_ += 1
-        returns += 1
-    kinds["late returns"] = returns
-
-    # a delivered shipment's date moves past the promise: the SLA becomes breached
-    breached = 0
-    for stored in _sample(
-        conn,
-        f"SELECT shipment_id AS k, {ship_cols} FROM globalcart.fact_shipments "
-        "WHERE delivered_ts IS NOT NULL AND NOT sla_breached_flag AND updated_at < %s",
-        (since,),
-        seed + 4,
-        max(1, new_orders // 10),
-    ):
-        ship = list(stored)
-        ship[5] = ship[4] + timedelta(hours=rng.uniform(2, 72))  # delivered after promised
-        ship[6] = "DELAYED"
-        ship[7] = max(when(), stored[7] + timedelta(seconds=1))
-        rows["shipments"].append(tuple(ship))
-        breached += 1
-    kinds["shipments turned late"] = breached
-
-    # out-of-order: an older version of a changed order arrives after the newer one
-    late_versions = [v for v in updated_orders if rng.random() < out_of_order_share]
-    rows["orders"].extend(late_versions)
-    kinds["older versions (out of order)"] = len(late_versions)
-
-    # duplicates: the producer sends some rows twice
-    duplicates = 0
-    for source in SOURCES:
-        extra = [r for r in rows[source] if rng.random() < duplicate_share]
-        rows[source].extend(extra)
-        duplicates += len(extra)
-    kinds["duplicates"] = duplicates
-
-    for n in range(bad_rows):
-        _add_bad_row(
-            batch,
-            ids,
-            BAD_ROW_KINDS[n % len(BAD_ROW_KINDS)],
-            since + timedelta(seconds=span * (n + 1) / (bad_rows + 1)),
-        )
-    kinds["bad rows"] = bad_rows
-    return batch, DeltaReport(since, until, kinds, batch.count())
-
-
-def _add_bad_row(batch: Batch, ids: Ids, kind: str, ts: datetime) -> None:
-    """One invalid row of the given kind; the refresh must quarantine it and apply the rest."""
-    rows = batch.rows
-    oid = ids.order
-    ids.order += 1
-    good_order = (oid, 1, ts, "PLACED", "web", "US", "USD", 10.0, 0.0, 0.0, 10.0, ts)
-    if kind == "orders: unknown currency":
-        rows["orders"].append((*good_order[:6], "XXX", *good_order[7:]))
-    elif kind == "orders: negative amount":
-        rows["orders"].append((*good_order[:10], -10.0, ts))
-    elif kind == "order_items: non-positive quantity":
-        rows["order_items"].append((ids.item, oid, 1, 0, 5.0, 0.0, 0.0, ts))
-        ids.item += 1
-    elif kind == "payments: unknown status":
-        rows["payments"].append((ids.payment, oid, ts, "card", "PENDING", 10.0, "USD", ts))
-        ids.payment += 1
-    elif kind == "shipments: missing carrier":
-        rows["shipments"].append((ids.shipment, oid, None, ts, ts + timedelta(days=3), None, "CREATED", ts))
-        ids.shipment += 1
-    elif kind == "returns: negative refund":
-        rows["returns"].append((ids.return_, oid, None, ts, "damaged", -5.0, "REQUESTED", ts))
-        ids.return_ += 1
-    elif kind == "funnel_events: unknown event type":
-        eid = uuid.UUID(int=oid, version=4)
-        rows["funnel_events"].append((eid, f"BAD{oid}", None, ts, "CLICK", None, None, None, "web", ts))
-    elif kind == "customers: missing email":
-        rows["customers"].append((ids.customer, "No Email", None, "US", ts, "CONSUMER", ts))
-        ids.customer += 1

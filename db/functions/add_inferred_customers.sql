@@ -1,0 +1,25 @@
+-- Inferred dimension members (CONTRACT 2.8): a fact that names a customer or product the
+-- dimension does not hold yet gets a placeholder row flagged is_inferred, so that joins
+-- never lose the fact. The first real row staged for that key replaces the placeholder
+-- whatever its updated_at (see apply_customers / apply_products).
+
+CREATE OR REPLACE FUNCTION globalcart.add_inferred_customers(p_customer_ids bigint[], p_now timestamptz)
+  RETURNS bigint
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog
+AS $$
+DECLARE
+  v_added bigint;
+BEGIN
+  INSERT INTO globalcart.dim_customer AS d
+         (customer_id, full_name, email, country_code, signup_ts, segment, updated_at, is_inferred)
+  SELECT k.id, 'Unknown customer ' || k.id, 'unknown-' || k.id || '@inferred.invalid', 'ZZ', p_now, 'UNKNOWN', p_now, true
+  FROM (SELECT DISTINCT u.id FROM unnest(p_customer_ids) AS u(id) WHERE u.id IS NOT NULL) AS k
+  WHERE NOT EXISTS (SELECT 1 FROM globalcart.dim_customer c WHERE c.customer_id = k.id)
+  ON CONFLICT (customer_id) DO NOTHING;
+  GET DIAGNOSTICS v_added = ROW_COUNT;
+  RETURN v_added;
+END;
+$$;
+COMMENT ON FUNCTION globalcart.add_inferred_customers(bigint[], timestamptz) IS
+  'Adds a placeholder dim_customer row (is_inferred) for each id not in the dimension; returns how many.';

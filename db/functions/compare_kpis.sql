@@ -1,0 +1,38 @@
+-- globalcart.compare_kpis(before_label, after_label): the latest snapshot of each label side by
+-- side: before, after, absolute change, percent change (100 * change / |before|, NULL when
+-- before is 0 or NULL), in the KPIs' order. GC003 names the labels that exist when one has none.
+CREATE OR REPLACE FUNCTION globalcart.compare_kpis(before_label text DEFAULT 'before', after_label text DEFAULT 'after')
+  RETURNS TABLE (kpi_name text, before_value numeric, after_value numeric, abs_change numeric, pct_change numeric)
+  LANGUAGE plpgsql STABLE
+  SET search_path = pg_catalog
+AS $$
+DECLARE
+  v_before bigint;
+  v_after bigint;
+  v_labels text;
+BEGIN
+  SELECT max(s.snapshot_id) INTO v_before FROM globalcart.kpi_snapshots s WHERE s.label = compare_kpis.before_label;
+  SELECT max(s.snapshot_id) INTO v_after FROM globalcart.kpi_snapshots s WHERE s.label = compare_kpis.after_label;
+  IF v_before IS NULL OR v_after IS NULL THEN
+    SELECT string_agg(DISTINCT quote_literal(s.label), ', ') INTO v_labels FROM globalcart.kpi_snapshots s;
+    RAISE EXCEPTION 'compare_kpis: no snapshot labelled %',
+                    quote_literal(CASE WHEN v_before IS NULL THEN compare_kpis.before_label ELSE compare_kpis.after_label END)
+      USING ERRCODE = 'GC003',
+            HINT = CASE WHEN v_labels IS NULL THEN 'No snapshot exists yet: SELECT globalcart.snapshot_kpis(''before'');'
+                        ELSE 'Labels with snapshots: ' || v_labels END;
+  END IF;
+  RETURN QUERY
+    SELECT coalesce(a.kpi_name, b.kpi_name),
+           b.kpi_value, a.kpi_value,
+           a.kpi_value - b.kpi_value,
+           (a.kpi_value - b.kpi_value) / nullif(abs(b.kpi_value), 0) * 100
+      FROM (SELECT s.kpi_name, s.kpi_value, s.kpi_order FROM globalcart.kpi_snapshots s
+             WHERE s.snapshot_id = v_before) AS b
+      FULL JOIN (SELECT s.kpi_name, s.kpi_value, s.kpi_order FROM globalcart.kpi_snapshots s
+                  WHERE s.snapshot_id = v_after) AS a
+        ON a.kpi_name = b.kpi_name
+     ORDER BY coalesce(a.kpi_order, b.kpi_order, 99), 1;
+END;
+$$;
+COMMENT ON FUNCTION globalcart.compare_kpis(text, text) IS
+  'KPIs of the latest snapshot of two labels side by side: before, after, absolute change, and percent change (100 * change / |before|, NULL when before is 0 or NULL).';

@@ -1,0 +1,23 @@
+-- globalcart.snapshot_kpis(label): stores the current value of every KPI (kpi_values()) in
+-- kpi_snapshots under a label, with its position (kpi_order), and returns the snapshot id.
+CREATE OR REPLACE FUNCTION globalcart.snapshot_kpis(label text)
+  RETURNS bigint
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog
+AS $$
+DECLARE
+  v_snapshot_id bigint;
+BEGIN
+  IF snapshot_kpis.label IS NULL OR btrim(snapshot_kpis.label) = '' THEN
+    RAISE EXCEPTION 'snapshot_kpis: the label must not be empty'
+      USING ERRCODE = 'GC002', HINT = 'Name the snapshot, e.g. SELECT globalcart.snapshot_kpis(''before'');';
+  END IF;
+  v_snapshot_id := nextval('globalcart.kpi_snapshot_id_seq');
+  INSERT INTO globalcart.kpi_snapshots (snapshot_id, label, taken_at, kpi_name, kpi_value, kpi_order)
+  SELECT v_snapshot_id, snapshot_kpis.label, clock_timestamp(), k.kpi_name, k.kpi_value, k.kpi_order
+    FROM globalcart.kpi_values() AS k;
+  RETURN v_snapshot_id;
+END;
+$$;
+COMMENT ON FUNCTION globalcart.snapshot_kpis(text) IS
+  'Stores the current value of every KPI under a label in kpi_snapshots; returns the snapshot id.';

@@ -1,0 +1,20 @@
+-- globalcart.unschedule_incremental_refresh(): removes the pg_cron jobs that
+-- schedule_incremental_refresh() registers; true when the refresh job existed.
+CREATE OR REPLACE FUNCTION globalcart.unschedule_incremental_refresh()
+  RETURNS boolean
+  LANGUAGE plpgsql
+  SET search_path = pg_catalog
+AS $$
+DECLARE
+  v_existed boolean;
+BEGIN
+  PERFORM globalcart.require_pg_cron_here();
+  v_existed := EXISTS (SELECT 1 FROM cron.job j WHERE j.jobname = 'globalcart-incremental-refresh');
+  PERFORM cron.unschedule(j.jobid)
+     FROM cron.job j
+    WHERE j.jobname IN ('globalcart-incremental-refresh', 'globalcart-purge-history', 'globalcart-purge-cron-history');
+  RETURN v_existed;
+END;
+$$;
+COMMENT ON FUNCTION globalcart.unschedule_incremental_refresh() IS
+  'Removes the pg_cron jobs of the incremental refresh, of retention and of the cron history purge; true when the refresh job existed.';

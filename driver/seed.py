@@ -1,0 +1,116 @@
+"""``seed``: a base history through staging and the refresh, like every delta.
+
+The history is generated in chunks on one thread and COPYed to staging on its own connection,
+while the refresh of the chunks that have landed runs on another: generation in Python and the
+refresh in the server overlap.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from queue import Queue
+
+import psycopg
+
+from driver import db
+from driver.generator import SESSIONS_PER_ORDER, Batch, Generator, Ids, usd_rates
+from driver.staging import copy_batch
+
+
+@dataclass
+class SeedReport:
+    orders: int
+    rows_staged: int
+    refreshes: int  # calls that did work (each wrote an etl_runs row)
+    seconds: float
+    rejected: int
+
+
+def seed_history(
+    conn: psycopg.Connection,
+    producer_dsn: str,
+    *,
+    orders: int,
+    seed: int = 360,
+    as_of: datetime,
+    days: int = 90,
+    chunk_orders: int = 20_000,
+    progress: Callable[[int, int], None] | None = None,
+) -> SeedReport:
+    """Generate ``orders`` orders over the ``days`` before ``as_of`` (with customers, products,
+    items, payments, shipments, returns and funnel sessions), COPY them to staging chunk by
+    chunk on a second connection, and refresh as the chunks land: generation in Python and the
+    refresh in the server overlap."""
+    started = time.monotonic()
+    gen = Generator(seed, usd_rates(conn))
+    ids = Ids.after_existing(conn)
+    conn.commit()
+    first = Batch()
+    first.rows["customers"] = gen.make_customers(ids, max(50, orders // 4), as_of)
+    first.rows["products"] = gen.make_products(ids, min(5000, max(30, orders // 50)), as_of)
+    start = as_of - timedelta(days=days)
+    span = (as_of - start).total_seconds()
+    order_times = sorted(start + timedelta(seconds=gen.rng.uniform(0, span)) for _ in range(orders))
+    sessions = max(1, round(orders * SESSIONS_PER_ORDER))
+    session_starts = sorted(start + timedelta(seconds=gen.rng.uniform(0, span)) for _ in range(sessions))
+
+    done = threading.Event()
+    landed: Queue[tuple[int, int] | BaseException | None] = Queue()
+
+    def produce() -> None:
+        try:
+            with psycopg.connect(producer_dsn, application_name="globalcart-seed") as producer:
+                batch = first
+                order_ids: list[int] = []
+                for lo in range(0, max(orders, 1), chunk_orders):
+                    chunk_times = order_times[lo : lo + chunk_orders]
+                    first_id = ids.order
+                    for ts in chunk_times:
+                        gen.make_order(ids, batch, ts, as_of)
+                    order_ids = list(range(first_id, ids.order))
+                    s_lo = lo * sessions // max(orders, 1)
+                    s_hi = (lo + len(chunk_times)) * sessions // max(orders, 1)
+                    for ts in session_starts[s_lo:s_hi]:
+                        gen.make_session(batch, ts, order_ids, as_of)
+                    copy_batch(producer, batch)
+                    landed.put((batch.orders, batch.count()))
+                    batch = Batch()
+                    if done.is_set():
+                        return
+        except BaseException as exc:  # handed to the refreshing thread, which raises it
+            landed.put(exc)
+        finally:
+            landed.put(None)
+
+    thread = threading.Thread(target=produce, name="globalcart-seed-producer", daemon=True)
+    thread.start()
+    staged_orders = rows = refreshes = rejected = 0
+    try:
+        while True:
+            item = landed.get()
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            staged_orders += item[0]
+            rows += item[1]
+            while not landed.empty() and isinstance(landed.queue[0], tuple):  # take what else has landed
+                more = landed.get()
+                staged_orders += more[0]
+                rows += more[1]
+            summary = db.run_refresh(conn)
+            refreshes += summary["run_id"] is not None
+            rejected += int(summary["totals"]["rejected"])
+            if progress:
+                progress(staged_orders, orders)
+    finally:
+        done.set()
+        thread.join()
+    summary = db.run_refresh(conn)  # anything left
+    refreshes += summary["run_id"] is not None
+    rejected += int(summary["totals"]["rejected"])
+    return SeedReport(staged_orders, rows, refreshes, time.monotonic() - started, rejected)
