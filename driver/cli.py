@@ -16,7 +16,7 @@ import psycopg
 from driver import db, output
 from driver.deltas import stage_window
 from driver.embedded import EmbeddedServerError
-from driver.errors import DriverError, describe_sql_error, first_line
+from driver.errors import DriverError, connection_lost, describe_sql_error, first_line
 from driver.migrate import SQL_DIR, migrate
 from driver.output import fmt_number, render_table
 
@@ -430,11 +430,11 @@ def main(argv: list[str] | None = None) -> int:
     except EmbeddedServerError as err:
         print(f"globalcart: {err}", file=sys.stderr)
         return 1
-    except psycopg.OperationalError as exc:
-        print(f"globalcart: lost the database connection: {first_line(exc)}", file=sys.stderr)
-        return 1
     except psycopg.Error as exc:
-        print(f"globalcart: {describe_sql_error(exc)}", file=sys.stderr)
+        if connection_lost(exc):
+            print(f"globalcart: lost the database connection: {first_line(exc)}", file=sys.stderr)
+        else:
+            print(f"globalcart: {describe_sql_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("globalcart: interrupted", file=sys.stderr)

@@ -1,36 +1,79 @@
-"""Building staged rows and reading results in tests. Rows are dicts of business columns;
-``stage`` COPYs them into globalcart.stg_<source> as a producer would."""
+"""Building staged rows, running commands and reading results in tests. Rows are dicts of
+business columns; ``stage`` COPYs them into globalcart.stg_<source> as a producer would."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import subprocess
+import sys
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
+ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-SOURCES = ("customers", "products", "orders", "order_items", "payments", "shipments", "returns", "funnel_events")
-FACT_OF = {
-    "customers": "dim_customer",
-    "products": "dim_product",
-    "orders": "fact_orders",
-    "order_items": "fact_order_items",
-    "payments": "fact_payments",
-    "shipments": "fact_shipments",
-    "returns": "fact_returns",
-    "funnel_events": "fact_funnel_events",
+
+# CONTRACT section 1, the specification the tests hold the warehouse to: source -> (staging table,
+# fact table, key), in the order of application. test_registry.py checks globalcart.etl_sources
+# against it; the tests take their source names, tables and keys from here.
+CONTRACT_SOURCES = {
+    "customers": ("stg_customers", "dim_customer", "customer_id"),
+    "products": ("stg_products", "dim_product", "product_id"),
+    "orders": ("stg_orders", "fact_orders", "order_id"),
+    "order_items": ("stg_order_items", "fact_order_items", "order_item_id"),
+    "payments": ("stg_payments", "fact_payments", "payment_id"),
+    "shipments": ("stg_shipments", "fact_shipments", "shipment_id"),
+    "returns": ("stg_returns", "fact_returns", "return_id"),
+    "funnel_events": ("stg_funnel_events", "fact_funnel_events", "event_id"),
 }
-KEY_OF = {
-    "customers": "customer_id",
-    "products": "product_id",
-    "orders": "order_id",
-    "order_items": "order_item_id",
-    "payments": "payment_id",
-    "shipments": "shipment_id",
-    "returns": "return_id",
-    "funnel_events": "event_id",
-}
+SOURCES = tuple(CONTRACT_SOURCES)
+FACT_OF = {source: fact for source, (_, fact, _) in CONTRACT_SOURCES.items()}
+KEY_OF = {source: key for source, (_, _, key) in CONTRACT_SOURCES.items()}
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, dsn: str | None = None, env_dsn: str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 120, subprocess_: bool = False) -> CliResult:  # fmt: skip
+    """Run ``globalcart ARGS`` (``--dsn`` appended when given; ``env_dsn`` as DATABASE_URL, which is
+    otherwise unset; ``env``: more variables, e.g. PGOPTIONS). In this process, through
+    ``driver.cli.main``, unless ``subprocess_``: for what only a process shows (the console script,
+    a server left running, exit on a signal)."""
+    argv = [*args, *(["--dsn", dsn] if dsn else [])]
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | (env or {})
+    if env_dsn:
+        env["DATABASE_URL"] = env_dsn
+    if subprocess_:
+        done = subprocess.run([sys.executable, "-m", "driver", *argv], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=timeout, check=False)  # fmt: skip
+        return CliResult(done.returncode, done.stdout, done.stderr)
+    from driver.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(argv)
+            except SystemExit as exit_:  # argparse: a bad command line, --help
+                code = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return CliResult(code, out.getvalue(), err.getvalue())
 
 
 def ts(minutes: float = 0) -> datetime:

@@ -9,7 +9,7 @@ import time
 
 import psycopg
 import pytest
-from helpers import SOURCES, fetch, item, order, refresh, scalar, stage, staged_count, ts
+from helpers import SOURCES, fetch, item, order, refresh, run_cli, scalar, stage, staged_count, ts
 
 NOTHING_CHANGED = ("fact_orders", "fact_order_items", "audit_fact_orders", "etl_rejects", "dim_customer")
 
@@ -168,7 +168,6 @@ def test_a_bad_setting_is_reported_even_when_nothing_is_staged(conn):
 
 
 def test_the_refresh_command_says_a_failure_in_one_line_and_exits_non_zero(dsn):
-    from test_migrate import run_cli
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("UPDATE globalcart.etl_settings SET value = 'soon' WHERE name = 'lock_timeout'")

@@ -4,8 +4,7 @@ prints it and exits non-zero when a source is lagging or failing (for monitoring
 import json
 
 import psycopg
-from helpers import SOURCES, customer, item, order, refresh, scalar, stage
-from test_migrate import run_cli
+from helpers import SOURCES, customer, item, order, refresh, run_cli, scalar, stage
 
 COLUMNS = [
     "source_name",

@@ -69,23 +69,28 @@ EXPECTED = {
 
 
 def _snapshot(conn, label):
+    """The snapshot's id and its values, in the order stored with it (kpi_order)."""
     snapshot_id = scalar(conn, "SELECT globalcart.snapshot_kpis(%s)", label)
-    return snapshot_id, dict(
-        fetch(conn, "SELECT kpi_name, kpi_value FROM globalcart.kpi_snapshots WHERE snapshot_id = %s", snapshot_id)
+    rows = fetch(
+        conn,
+        "SELECT kpi_order, kpi_name, kpi_value FROM globalcart.kpi_snapshots WHERE snapshot_id = %s ORDER BY kpi_order",
+        snapshot_id,
     )
+    assert [order for order, _, _ in rows] == list(range(1, len(KPI_NAMES) + 1))
+    return snapshot_id, {name: value for _, name, value in rows}
 
 
 def test_every_kpi_equals_its_hand_computed_value(conn):
     build_dataset(conn)
     _, values = _snapshot(conn, "hand")
-    assert list(values) == KPI_NAMES or set(values) == set(KPI_NAMES)
+    assert list(values) == KPI_NAMES  # the contract's order, stored with the snapshot
     for name, expected in EXPECTED.items():
         assert values[name] == pytest.approx(expected, abs=Decimal("1e-12")), name
 
 
 def test_empty_denominators_are_null_and_empty_sums_zero(conn):
     _, values = _snapshot(conn, "empty")
-    assert set(values) == set(KPI_NAMES)
+    assert list(values) == KPI_NAMES
     for name in ("aov_usd", "return_rate", "sla_breach_rate", "on_time_delivery_rate", "payment_failure_rate",
                  "conversion_rate", "cart_abandonment_rate"):  # fmt: skip
         assert values[name] is None, name

@@ -1,32 +1,16 @@
 """``migrate``: applies once, re-applies routines, is idempotent, and sets up pg_cron or says why not."""
 
 import hashlib
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import fetch, order, refresh, scalar, stage
+from helpers import ROOT, fetch, order, refresh, run_cli, scalar, stage
 from servers import start_test_server
 
 from driver.errors import DriverError
 from driver.migrate import BOOTSTRAP, ROUTINE_FOLDERS, SQL_DIR, migrate, routine_files
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_cli(
-    *args: str, dsn: str | None = None, env_dsn: str | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    if env_dsn:
-        env["DATABASE_URL"] = env_dsn
-    argv = [sys.executable, "-m", "driver", *args]
-    if dsn:
-        argv += ["--dsn", dsn]
-    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def _catalog(conn):
@@ -258,7 +242,7 @@ def test_a_migration_changed_after_it_was_applied_is_refused(dsn, tmp_path):
     sql_dir = _copy_of_the_sql(tmp_path)
     first = sorted((sql_dir / "migrations").glob("*.sql"))[0]
     first.write_text(first.read_text() + "\n-- edited\n")
-    with psycopg.connect(dsn) as conn, pytest.raises(Exception, match="forward-only"):
+    with psycopg.connect(dsn) as conn, pytest.raises(DriverError, match="forward-only"):
         migrate(conn, sql_dir)
 
 

@@ -1,13 +1,11 @@
-"""CONTRACT section 4: pg_cron really runs the refresh (each test waits for a minute tick)."""
+"""CONTRACT sections 4 and 5: the pg_cron jobs, registered where pg_cron lives, and really run by
+it (the tests marked slow wait for a minute tick)."""
 
 import time
 
 import psycopg
 import pytest
-from helpers import fetch, order, scalar, stage
-from test_migrate import run_cli
-
-pytestmark = pytest.mark.slow
+from helpers import fetch, order, run_cli, scalar, stage
 
 JOB = "globalcart-incremental-refresh"
 PURGE = "globalcart-purge-cron-history"
@@ -40,6 +38,7 @@ def cron(cron_db):
         conn.execute("SELECT cron.unschedule(jobid) FROM cron.job")
 
 
+@pytest.mark.slow
 def test_scheduled_job_runs_the_refresh_in_the_cron_database(cron):
     order_id = 9_000_000 + int(time.time()) % 100_000
     stage(cron, "orders", [order(order_id)])
@@ -67,6 +66,7 @@ def test_scheduled_job_runs_the_refresh_in_the_cron_database(cron):
     assert scalar(cron, "SELECT globalcart.unschedule_incremental_refresh()") is False
 
 
+@pytest.mark.slow
 def test_schedule_command_uses_schedule_in_database_when_pg_cron_lives_elsewhere(cron, dsn):
     warehouse = dsn.rsplit("/", 1)[1]
     result = run_cli("schedule", dsn=dsn)
@@ -119,6 +119,7 @@ def test_schedule_command_will_not_take_over_another_warehouses_job(cron, dsn, p
         other.drop()
 
 
+@pytest.mark.slow
 def test_follow_job_applies_rows_within_seconds_under_pg_cron(cron):
     """schedule_incremental_refresh(follow => true): every minute pg_cron runs CALL refresh_for(),
     which commits call after call for 55 seconds."""

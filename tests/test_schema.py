@@ -242,3 +242,26 @@ def test_every_function_pins_search_path_or_says_why_not(conn):
     assert {name for (name,) in unpinned} - allowed == {
         name for (name,) in unpinned if name.startswith("audit_") and name.endswith("_before_update")
     }
+
+
+def test_every_table_and_view_has_a_comment(conn):
+    missing = fetch(
+        conn,
+        """SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'globalcart'::regnamespace
+           AND c.relkind IN ('r', 'p', 'v', 'm') AND obj_description(c.oid, 'pg_class') IS NULL ORDER BY 1""",
+    )
+    assert missing == []
+
+
+def test_every_money_column_says_its_currency(conn):
+    money = fetch(
+        conn,
+        """SELECT c.relname || '.' || a.attname, coalesce(col_description(c.oid, a.attnum), '')
+           FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+           WHERE c.relnamespace = 'globalcart'::regnamespace AND c.relkind = 'r' AND a.attnum > 0
+             AND NOT a.attisdropped AND format_type(a.atttypid, a.atttypmod) = 'numeric(14,2)'
+             AND c.relname NOT LIKE 'audit\\_%%' ORDER BY 1""",
+    )
+    assert len(money) >= 22  # the facts', dimensions' and their staging tables'
+    for column, comment in money:
+        assert "USD" in comment or "currency" in comment, column

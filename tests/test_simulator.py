@@ -5,8 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from helpers import SOURCES, fetch, refresh, scalar, staged_count, table_digest
-from test_migrate import run_cli
+from helpers import KEY_OF, SOURCES, fetch, refresh, run_cli, scalar, staged_count, table_digest
 
 from driver.deltas import generate_delta
 from driver.generator import COLUMNS, Batch, Generator, Ids, usd_rates
@@ -96,11 +95,31 @@ def test_seed_goes_through_staging_and_lands_realistic_rates(dsn):
     assert 0.04 <= kpi["return_rate"] <= 0.10
 
 
+def _versions(batch: Batch) -> dict[str, tuple[int, int]]:
+    """Per source, (stale, duplicate) as the refresh must count them for this batch alone (its
+    versions are all newer than what is stored): per key, rows older than the newest are stale,
+    copies of the newest beyond the first are duplicates; a funnel event_id seen again is a duplicate."""
+    counts = {}
+    for source, rows in batch.rows.items():
+        key = COLUMNS[source].index(KEY_OF[source])
+        updated = COLUMNS[source].index("updated_at")
+        versions: dict = {}
+        for row in rows:
+            versions.setdefault(row[key], []).append(row[updated])
+        if source == "funnel_events":
+            counts[source] = (0, sum(len(v) - 1 for v in versions.values()))
+        else:
+            stale = sum(1 for v in versions.values() for u in v if u < max(v))
+            counts[source] = (stale, sum(v.count(max(v)) - 1 for v in versions.values()))
+    return counts
+
+
 def test_delta_has_every_kind_of_change_and_the_refresh_applies_it(dsn):
     _seed(dsn, orders=4000)
     with psycopg.connect(dsn) as conn:
         before = dict(fetch(conn, "SELECT order_status, count(*) FROM globalcart.fact_orders GROUP BY 1"))
-        breached_before = scalar(conn, "SELECT count(*) FROM globalcart.fact_shipments WHERE sla_breached_flag")
+        breached_before = {r[0] for r in fetch(conn, "SELECT shipment_id FROM globalcart.fact_shipments "
+                                                     "WHERE sla_breached_flag")}  # fmt: skip
         since = scalar(conn, "SELECT watermark_ts FROM globalcart.etl_watermarks WHERE source_name = 'orders'")
         batch, report = generate_delta(conn, since=since, until=since + timedelta(hours=6), seed=5, new_orders=300,
                                        duplicate_share=0.05, out_of_order_share=0.2, bad_rows=8)  # fmt: skip
@@ -111,7 +130,8 @@ def test_delta_has_every_kind_of_change_and_the_refresh_applies_it(dsn):
         summary = refresh(conn)
         conn.commit()
         after = dict(fetch(conn, "SELECT order_status, count(*) FROM globalcart.fact_orders GROUP BY 1"))
-        breached_after = scalar(conn, "SELECT count(*) FROM globalcart.fact_shipments WHERE sla_breached_flag")
+        breached_after = {r[0] for r in fetch(conn, "SELECT shipment_id FROM globalcart.fact_shipments "
+                                                    "WHERE sla_breached_flag")}  # fmt: skip
         window = fetch(
             conn,
             """SELECT min(updated_at), max(updated_at) FROM (
@@ -124,9 +144,16 @@ def test_delta_has_every_kind_of_change_and_the_refresh_applies_it(dsn):
     assert summary["derived"]["orders_returned"] == report.kinds["late returns"]
     assert after["RETURNED"] - before["RETURNED"] == report.kinds["late returns"]
     assert after.get("COMPLETED", 0) > before.get("COMPLETED", 0)
-    assert breached_after - breached_before >= report.kinds["shipments turned late"]
-    assert summary["orders"]["stale"] >= report.kinds["older versions (out of order)"]
-    assert summary["totals"]["duplicate"] + summary["totals"]["stale"] >= report.kinds["duplicates"]
+    # every shipment the delta delivered after its promise is breached now, and no other became so
+    late = {r[0] for r in batch.rows["shipments"] if r[5] is not None and r[5] > r[4]}
+    assert breached_after - breached_before == late - breached_before
+    assert len(late - breached_before) >= report.kinds["shipments turned late"]
+    # stale and duplicate counts are exactly what the batch holds: older versions of a key
+    # (out of order, and their copies) are stale, further copies of the newest one duplicates
+    for source, (stale, duplicate) in _versions(batch).items():
+        assert (summary[source]["stale"], summary[source]["duplicate"]) == (stale, duplicate), source
+    assert summary["orders"]["stale"] >= report.kinds["older versions (out of order)"] > 0
+    assert summary["totals"]["duplicate"] + summary["totals"]["stale"] >= report.kinds["duplicates"] > 0
     assert summary["orders"]["inserted"] == report.kinds["new orders"]
     assert window[0][0] > since and window[0][1] <= since + timedelta(hours=6)  # updated_at inside the window
 
