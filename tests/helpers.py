@@ -208,6 +208,19 @@ def stage(conn: psycopg.Connection, source: str, rows: list[dict]) -> None:
                 copy.write_row([row.get(c) for c in columns])
 
 
+def stage_orders_in_bulk(conn: psycopg.Connection, order_ids: range) -> None:
+    """COPY many plain PLACED orders (a batch that takes a refresh a while), one per id."""
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY globalcart.stg_orders (order_id, customer_id, order_ts, order_status, channel, country_code, "
+            "currency, gross_amount, discount_amount, shipping_amount, net_amount, updated_at) FROM STDIN"
+        ) as copy,
+    ):
+        for i in order_ids:
+            copy.write_row((i, i % 500, T0, "PLACED", "web", "US", "USD", 10, 0, 0, 10, T0))
+
+
 def refresh(conn: psycopg.Connection) -> dict:
     row = conn.execute("SELECT globalcart.run_incremental_refresh()").fetchone()
     assert row is not None

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import psycopg
 import pytest
-from helpers import fetch, item, order, refresh, scalar, stage, ts
+from helpers import fetch, item, order, refresh, scalar, stage, stage_orders_in_bulk, ts
 from servers import start_test_server
 
 from driver.embedded import EmbeddedServer
@@ -52,15 +52,7 @@ def _prepare(server: EmbeddedServer, name: str) -> str:
         stage(conn, "orders", [order(1)])  # a committed run before the crash, which must survive it
         stage(conn, "order_items", [item(1, 1)])
         refresh(conn)
-        with (
-            conn.cursor() as cur,
-            cur.copy(
-                "COPY globalcart.stg_orders (order_id, customer_id, order_ts, order_status, channel, country_code, "
-                "currency, gross_amount, discount_amount, shipping_amount, net_amount, updated_at) FROM STDIN"
-            ) as copy,
-        ):
-            for i in range(2, ORDERS + 2):
-                copy.write_row((i, i % 500, ts(0), "PLACED", "web", "US", "USD", 10, 0, 0, 10, ts(0)))
+        stage_orders_in_bulk(conn, range(2, ORDERS + 2))
         with (
             conn.cursor() as cur,
             cur.copy(

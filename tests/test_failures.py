@@ -9,7 +9,7 @@ import time
 
 import psycopg
 import pytest
-from helpers import SOURCES, fetch, item, order, refresh, run_cli, scalar, stage, staged_count, ts
+from helpers import SOURCES, fetch, item, order, refresh, run_cli, scalar, stage, stage_orders_in_bulk, staged_count, ts
 
 NOTHING_CHANGED = ("fact_orders", "fact_order_items", "audit_fact_orders", "etl_rejects", "dim_customer")
 
@@ -75,15 +75,7 @@ def test_max_run_time_bounds_the_scheduled_command_and_the_timeout_is_recorded(d
     with psycopg.connect(dsn, autocommit=True) as conn:
         command = scalar(conn, "SELECT globalcart.refresh_job_command(false)")
         assert "statement_timeout" in command and "run_incremental_refresh()" in command
-        with (
-            conn.cursor() as cur,
-            cur.copy(
-                "COPY globalcart.stg_orders (order_id, customer_id, order_ts, order_status, channel, country_code, "
-                "currency, gross_amount, discount_amount, shipping_amount, net_amount, updated_at) FROM STDIN"
-            ) as copy,
-        ):
-            for i in range(100_000):
-                copy.write_row((i, i % 100, ts(0), "PLACED", "web", "US", "USD", 10, 0, 0, 10, ts(0)))
+        stage_orders_in_bulk(conn, range(100_000))
         conn.execute("UPDATE globalcart.etl_settings SET value = '50 milliseconds' WHERE name = 'max_run_time'")
 
         psql = subprocess.run(["psql", dsn, "-X", "-At", "-c", command], capture_output=True, text=True, timeout=120)
@@ -103,15 +95,7 @@ def test_max_run_time_bounds_the_scheduled_command_and_the_timeout_is_recorded(d
 
 def test_a_cancelled_call_returns_failed_and_the_next_applies_everything(dsn):
     with psycopg.connect(dsn, autocommit=True) as conn:
-        with (
-            conn.cursor() as cur,
-            cur.copy(
-                "COPY globalcart.stg_orders (order_id, customer_id, order_ts, order_status, channel, country_code, "
-                "currency, gross_amount, discount_amount, shipping_amount, net_amount, updated_at) FROM STDIN"
-            ) as copy,
-        ):
-            for i in range(200_000):
-                copy.write_row((i, i % 100, ts(0), "PLACED", "web", "US", "USD", 10, 0, 0, 10, ts(0)))
+        stage_orders_in_bulk(conn, range(200_000))
         outcome: list = []
 
         def run() -> None:

@@ -115,6 +115,12 @@ def _add_routine(sql_dir: Path, name: str, text: str) -> None:
         manifest.write(f"functions/{name}.sql\n")
 
 
+def _remove_routine(sql_dir: Path, name: str) -> None:
+    (sql_dir / "functions" / f"{name}.sql").unlink()
+    manifest = sql_dir / "routines.txt"
+    manifest.write_text(manifest.read_text().replace(f"functions/{name}.sql\n", ""))
+
+
 PROBE = "CREATE OR REPLACE FUNCTION globalcart.probe() RETURNS int LANGUAGE sql SET search_path = pg_catalog RETURN {};"
 
 
@@ -150,9 +156,7 @@ def test_migrate_drops_a_function_whose_file_was_removed_and_an_old_overload(dsn
         migrate(conn, sql_dir)
         conn.execute("CREATE FUNCTION globalcart.apply_orders(bigint) RETURNS jsonb LANGUAGE sql RETURN '{}'::jsonb")
         conn.commit()
-        (sql_dir / "functions" / "probe.sql").unlink()
-        manifest = sql_dir / "routines.txt"
-        manifest.write_text(manifest.read_text().replace("functions/probe.sql\n", ""))
+        _remove_routine(sql_dir, "probe")
         report = migrate(conn, sql_dir)
         assert report.dropped == ["globalcart.apply_orders(bigint)", "globalcart.probe()"]
         assert fetch(conn, "SELECT proname FROM pg_proc WHERE pronamespace = 'globalcart'::regnamespace "
@@ -166,9 +170,7 @@ def test_a_function_still_in_use_is_not_dropped_silently(dsn, tmp_path):
         migrate(conn, sql_dir)
         conn.execute("CREATE VIEW public.uses_probe AS SELECT globalcart.probe() AS p")
         conn.commit()
-        (sql_dir / "functions" / "probe.sql").unlink()
-        manifest = sql_dir / "routines.txt"
-        manifest.write_text(manifest.read_text().replace("functions/probe.sql\n", ""))
+        _remove_routine(sql_dir, "probe")
         with pytest.raises(DriverError, match=r"globalcart.probe\(\) is no longer defined by any routine file"):
             migrate(conn, sql_dir)
         assert scalar(conn, "SELECT globalcart.probe()") == 1  # nothing of that migrate was applied

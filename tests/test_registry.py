@@ -39,8 +39,14 @@ def test_every_source_has_its_refresh_step_and_the_generator_its_columns(conn):
             conn.execute("SELECT globalcart.create_work_tables()")
             stats = scalar(conn, "SELECT globalcart.apply_batch(%s, 0, now(), now(), now())", source.name)
             assert stats["claimed"] == 0, source.name
-        computed = {name for (name,) in fetch(conn, "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass "
-                                                    "AND attgenerated <> ''", f"globalcart.{source.fact_table}")}
+        computed = {
+            name
+            for (name,) in fetch(
+                conn,
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attgenerated <> ''",
+                f"globalcart.{source.fact_table}",
+            )
+        }
         staging = [
             name
             for (name,) in fetch(conn, "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
@@ -62,3 +68,10 @@ def test_work_tables_and_staging_counts_follow_the_registry(conn):
         for name in names:
             assert scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", f"pg_temp.gc_claim_{name}"), name
             assert scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", f"pg_temp.gc_win_{name}"), name
+
+
+def test_the_claim_bound_reads_only_registered_staging_tables(conn):
+    with pytest.raises(psycopg.Error) as err:
+        conn.execute("SELECT globalcart.claim_bound('fact_orders', 10)")
+    assert err.value.diag.sqlstate == "GC006"
+    assert scalar(conn, "SELECT globalcart.claim_bound('stg_orders', 10)") is None  # empty: nothing to claim

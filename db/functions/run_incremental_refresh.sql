@@ -87,79 +87,31 @@ BEGIN
     PERFORM set_config('globalcart.run_id', v_run_id::text, true);
     PERFORM globalcart.create_work_tables();
 
-    -- The claim. Per source, the rows up to a stg_id bound: the greatest staged stg_id when
-    -- the source cannot hold more than v_max rows (two index probes), else the v_max-th.
-    WITH d_customers AS (
-           DELETE FROM globalcart.stg_customers s
-            WHERE s.stg_id <= (SELECT CASE WHEN b.hi - b.lo < v_max THEN b.hi ELSE
-                                            (SELECT x.stg_id FROM globalcart.stg_customers x
-                                              ORDER BY x.stg_id OFFSET v_max - 1 LIMIT 1) END
-                                 FROM (SELECT min(y.stg_id) AS lo, max(y.stg_id) AS hi
-                                         FROM globalcart.stg_customers y) AS b)
-           RETURNING s.*),
+    -- The claim: one statement, so one snapshot decides the batch; per source, the rows up to
+    -- globalcart.claim_bound(), at most v_max (max_rows_per_run), lowest stg_id first.
+    WITH d_customers AS (DELETE FROM globalcart.stg_customers s
+                 WHERE s.stg_id <= (SELECT globalcart.claim_bound('stg_customers', v_max)) RETURNING s.*),
          c_customers AS (INSERT INTO pg_temp.gc_claim_customers SELECT * FROM d_customers),
-         d_products AS (
-           DELETE FROM globalcart.stg_products s
-            WHERE s.stg_id <= (SELECT CASE WHEN b.hi - b.lo < v_max THEN b.hi ELSE
-                                            (SELECT x.stg_id FROM globalcart.stg_products x
-                                              ORDER BY x.stg_id OFFSET v_max - 1 LIMIT 1) END
-                                 FROM (SELECT min(y.stg_id) AS lo, max(y.stg_id) AS hi
-                                         FROM globalcart.stg_products y) AS b)
-           RETURNING s.*),
+         d_products AS (DELETE FROM globalcart.stg_products s
+                 WHERE s.stg_id <= (SELECT globalcart.claim_bound('stg_products', v_max)) RETURNING s.*),
          c_products AS (INSERT INTO pg_temp.gc_claim_products SELECT * FROM d_products),
-         d_orders AS (
-           DELETE FROM globalcart.stg_orders s
-            WHERE s.stg_id <= (SELECT CASE WHEN b.hi - b.lo < v_max THEN b.hi ELSE
-                                            (SELECT x.stg_id FROM globalcart.stg_orders x
-                                              ORDER BY x.stg_id OFFSET v_max - 1 LIMIT 1) END
-                                 FROM (SELECT min(y.stg_id) AS lo, max(y.stg_id) AS hi
-                                         FROM globalcart.stg_orders y) AS b)
-           RETURNING s.*),
+         d_orders AS (DELETE FROM globalcart.stg_orders s
+                 WHERE s.stg_id <= (SELECT globalcart.claim_bound('stg_orders', v_max)) RETURNING s.*),
          c_orders AS (INSERT INTO pg_temp.gc_claim_orders SELECT * FROM d_orders),
-         d_order_items AS (
-           DELETE FROM globalcart.stg_order_items s
-            WHERE s.stg_id <= (SELECT CASE WHEN b.hi - b.lo < v_max THEN b.hi ELSE
-                                            (SELECT x.stg_id FROM globalcart.stg_order_items x
-                                              ORDER BY x.stg_id OFFSET v_max - 1 LIMIT 1) END
-                                 FROM (SELECT min(y.stg_id) AS lo, max(y.stg_id) AS hi
-                                         FROM globalcart.stg_order_items y) AS b)
-           RETURNING s.*),
+         d_order_items AS (DELETE FROM globalcart.stg_order_items s
+                 WHERE s.stg_id <= (SELECT globalcart.claim_bound('stg_order_items', v_max)) RETURNING s.*),
          c_order_items AS (INSERT INTO pg_temp.gc_claim_order_items SELECT * FROM d_order_items),
-         d_payments AS (
-           DELETE FROM globalcart.stg_payments s
-            WHERE s.stg_id <= (SELECT CASE WHEN b.hi - b.lo < v_max THEN b.hi ELSE
-                                            (SELECT x.stg_id FROM globalcart.stg_payments x
-                                              ORDER BY x.stg_id OFFSET v_max - 1 LIMIT 1) END
-                                 FROM (SELECT min(y.stg_id) AS lo, max(y.stg_id) AS hi
-                                         FROM globalcart.stg_payments y) AS b)
-           RETURNING s.*),
+         d_payments AS (DELETE FROM globalcart.stg_payments s
+                 WHERE s.stg_id <= (SELECT globalcart.claim_bound('stg_payments', v_max)) RETURNING s.*),
          c_payments AS (INSERT INTO pg_temp.gc_claim_payments SELECT * FROM d_payments),
-         d_shipments AS (
-           DELETE FROM globalcart.stg_shipments s
-            WHERE s.stg_id <= (SELECT CASE WHEN b.hi - b.lo < v_max THEN b.hi ELSE
-                                            (SELECT x.stg_id FROM globalcart.stg_shipments x
-                                              ORDER BY x.stg_id OFFSET v_max - 1 LIMIT 1) END
-                                 FROM (SELECT min(y.stg_id) AS lo, max(y.stg_id) AS hi
-                                         FROM globalcart.stg_shipments y) AS b)
-           RETURNING s.*),
+         d_shipments AS (DELETE FROM globalcart.stg_shipments s
+                 WHERE s.stg_id <= (SELECT globalcart.claim_bound('stg_shipments', v_max)) RETURNING s.*),
          c_shipments AS (INSERT INTO pg_temp.gc_claim_shipments SELECT * FROM d_shipments),
-         d_returns AS (
-           DELETE FROM globalcart.stg_returns s
-            WHERE s.stg_id <= (SELECT CASE WHEN b.hi - b.lo < v_max THEN b.hi ELSE
-                                            (SELECT x.stg_id FROM globalcart.stg_returns x
-                                              ORDER BY x.stg_id OFFSET v_max - 1 LIMIT 1) END
-                                 FROM (SELECT min(y.stg_id) AS lo, max(y.stg_id) AS hi
-                                         FROM globalcart.stg_returns y) AS b)
-           RETURNING s.*),
+         d_returns AS (DELETE FROM globalcart.stg_returns s
+                 WHERE s.stg_id <= (SELECT globalcart.claim_bound('stg_returns', v_max)) RETURNING s.*),
          c_returns AS (INSERT INTO pg_temp.gc_claim_returns SELECT * FROM d_returns),
-         d_funnel_events AS (
-           DELETE FROM globalcart.stg_funnel_events s
-            WHERE s.stg_id <= (SELECT CASE WHEN b.hi - b.lo < v_max THEN b.hi ELSE
-                                            (SELECT x.stg_id FROM globalcart.stg_funnel_events x
-                                              ORDER BY x.stg_id OFFSET v_max - 1 LIMIT 1) END
-                                 FROM (SELECT min(y.stg_id) AS lo, max(y.stg_id) AS hi
-                                         FROM globalcart.stg_funnel_events y) AS b)
-           RETURNING s.*)
+         d_funnel_events AS (DELETE FROM globalcart.stg_funnel_events s
+                 WHERE s.stg_id <= (SELECT globalcart.claim_bound('stg_funnel_events', v_max)) RETURNING s.*)
     INSERT INTO pg_temp.gc_claim_funnel_events SELECT * FROM d_funnel_events;
 
     v_stats := '{}'::jsonb;
