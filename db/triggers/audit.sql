@@ -1,7 +1,8 @@
 -- The audit triggers (CONTRACT 2.4), generated from the catalog: every table of the schema
 -- that has an audit table globalcart.audit_<table> gets its BEFORE UPDATE trigger from
 -- globalcart.install_audit_trigger(), regenerated on every migrate so that it stays in step
--- with the table's columns.
+-- with the table's columns. The generated trigger functions name everything schema-qualified and
+-- pin no search_path: a SET clause would cost a configuration change on every audited row.
 SELECT globalcart.install_audit_trigger(t.relname)
   FROM pg_catalog.pg_class t
   JOIN pg_catalog.pg_class a ON a.relnamespace = t.relnamespace AND a.relname = 'audit_' || t.relname
