@@ -215,7 +215,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_schedule(args: argparse.Namespace) -> int:
     from driver.schedule import schedule
 
-    done = schedule(db.resolve_dsn(args.dsn), args.every, follow=args.follow)
+    done = schedule(db.resolve_dsn(args.dsn), args.every, follow=args.follow, run_as=args.run_as)
     where = (
         ""
         if done.cron_database == done.warehouse
@@ -226,8 +226,8 @@ def cmd_schedule(args: argparse.Namespace) -> int:
         if args.follow
         else f"the refresh at '{args.every}', bounded by max_run_time"
     )
-    print(f"scheduled: pg_cron job {done.job_id} 'globalcart-incremental-refresh' runs {what}{where}; "
-          "daily jobs purge history (purge_history) and cron.job_run_details older than 7 days")  # fmt: skip
+    print(f"scheduled: pg_cron job {done.job_id} 'globalcart-incremental-refresh' runs {what} as {args.run_as}"
+          f"{where}; daily jobs purge history (purge_history) and cron.job_run_details older than 7 days")  # fmt: skip
     return 0
 
 
@@ -375,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="follow mode: every minute the job runs CALL globalcart.refresh_for(), which refreshes again and "
         "again for 55 seconds, so rows are applied within seconds",
     )
+    p.add_argument("--run-as", default="globalcart_cron", metavar="ROLE",
+                   help="the login role pg_cron runs the jobs as: a member of globalcart_refresher, not a superuser "
+                        "(default: globalcart_cron, created by migrate)")  # fmt: skip
     p.set_defaults(func=cmd_schedule)
 
     p = commands.add_parser("unschedule", help="stop running the refresh with pg_cron")

@@ -1,5 +1,7 @@
-"""``migrate``: apply db/migrations once each, in order, then the routine files in the order of
-db/routines.txt.
+"""``migrate``: apply db/migrations once each, in order; hand the schema to globalcart_owner
+(db/privileges/ownership.sql); apply the routine files in the order of db/routines.txt, as that
+role; then grant each role exactly its part (db/privileges/grants.sql). Run it as a superuser: it
+creates roles, hands objects over and creates the pg_cron extension.
 
 Migrations are forward-only and recorded in ``globalcart.schema_migrations`` with a checksum;
 a recorded migration whose file has changed since is an error (add a new file instead).
@@ -129,9 +131,36 @@ def apply_migrations(conn: psycopg.Connection, sql_dir: Path, report: MigrateRep
         report.applied.append(path.name)
 
 
+OWNER = "globalcart_owner"
+
+
+def _owner_exists(conn: psycopg.Connection) -> bool:
+    row = conn.execute("SELECT to_regrole(%s) IS NOT NULL", (OWNER,)).fetchone()
+    return bool(row and row[0])
+
+
+def apply_privilege_file(conn: psycopg.Connection, sql_dir: Path, name: str) -> None:
+    """db/privileges/<name>.sql, in a transaction of its own, as the migrating user."""
+    path = sql_dir / "privileges" / f"{name}.sql"
+    try:
+        with conn.transaction():
+            conn.execute(path.read_text())
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise DriverError(
+            f"{path.relative_to(sql_dir.parent)}: {first_line(exc)}. migrate creates roles and hands the schema to "
+            f"{OWNER}: run it as a superuser."
+        ) from None
+    except psycopg.Error as exc:
+        raise _file_error(path, sql_dir, exc) from None
+
+
 def apply_routines(conn: psycopg.Connection, sql_dir: Path, report: MigrateReport) -> None:
+    """The routine files, in one transaction, as the schema's owner role (so that what they create
+    is owned by it: the SECURITY DEFINER functions then run with its rights)."""
     files = routine_files(sql_dir)
     with conn.transaction():
+        if _owner_exists(conn):
+            conn.execute(f"SET LOCAL ROLE {OWNER}")
         for path in files:
             try:
                 conn.execute(path.read_text())
@@ -217,7 +246,9 @@ def migrate(conn: psycopg.Connection, sql_dir: Path = SQL_DIR, *, with_cron: boo
     conn.commit()
     try:
         apply_migrations(conn, sql_dir, report)
+        apply_privilege_file(conn, sql_dir, "ownership")
         apply_routines(conn, sql_dir, report)
+        apply_privilege_file(conn, sql_dir, "grants")
         if with_cron:
             report.cron = setup_cron(conn)
     finally:

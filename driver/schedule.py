@@ -6,7 +6,10 @@ When pg_cron runs in the warehouse's own database this calls
 with ``cron.schedule_in_database`` so that pg_cron runs them in the warehouse: the refresh (plain
 or follow mode) and the daily retention, whose commands the warehouse itself gives
 (``globalcart.refresh_job_command``, ``globalcart.purge_job_command``), plus the daily purge of
-``cron.job_run_details`` (which lives in pg_cron's database).
+``cron.job_run_details`` (which lives in pg_cron's database). Every job runs as ``run_as``
+(default ``globalcart_cron``): a login member of globalcart_refresher, never a superuser
+(``globalcart.check_job_user``). Jobs of these names for this warehouse that run as another user
+are replaced. Scheduling for another user needs a superuser (pg_cron's rule).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ CRON_PURGE_JOB = "globalcart-purge-cron-history"
 CRON_PURGE_COMMAND = "DELETE FROM cron.job_run_details WHERE end_time < now() - interval '7 days'"
 CRON_PURGE_SCHEDULE = "17 3 * * *"
 EVERY_MINUTE = "* * * * *"
+JOB_USER = "globalcart_cron"
 
 
 @dataclass
@@ -57,41 +61,54 @@ def _cron_connection(dsn: str, cron_db: str) -> psycopg.Connection:
     return conn
 
 
-def _refuse_other_warehouse(cron: psycopg.Connection, cron_db: str, warehouse: str) -> None:
+def _refuse_other_warehouse(cron: psycopg.Connection, cron_db: str, warehouse: str, run_as: str) -> None:
     """pg_cron job names are unique per user: the job may already refresh another warehouse."""
     row = cron.execute(
-        "SELECT database FROM cron.job WHERE jobname = %s AND username = current_user", (JOB,)
+        "SELECT database FROM cron.job WHERE jobname = %s AND username = %s AND database <> %s",
+        (JOB, run_as, warehouse),
     ).fetchone()
-    if row and row[0] != warehouse:
+    if row:
         raise DriverError(
-            f"the pg_cron job '{JOB}' in database '{cron_db}' refreshes database '{row[0]}', not '{warehouse}': "
-            f"unschedule it there first (globalcart unschedule with that database's DSN)."
+            f"the pg_cron job '{JOB}' of {run_as} in database '{cron_db}' refreshes database '{row[0]}', not "
+            f"'{warehouse}': unschedule it there first (globalcart unschedule with that database's DSN), or pass "
+            "--run-as another login member of globalcart_refresher."
         )
 
 
-def schedule(dsn: str, every: str, *, follow: bool = False) -> Scheduled:
+def schedule(dsn: str, every: str, *, follow: bool = False, run_as: str = JOB_USER) -> Scheduled:
     if follow and every != EVERY_MINUTE:
         raise DriverError("--follow runs every minute (the loop lasts 55 seconds): leave out --every.", 2)
     with db.connect(dsn, autocommit=True) as conn:
         warehouse, cron_db = _locate(conn)
         if cron_db == warehouse:
-            row = conn.execute("SELECT globalcart.schedule_incremental_refresh(%s, %s)", (every, follow)).fetchone()
+            row = conn.execute(
+                "SELECT globalcart.schedule_incremental_refresh(%s, %s, %s)", (every, follow, run_as)
+            ).fetchone()
             return Scheduled(row[0] if row else None, cron_db, warehouse)
+        conn.execute("SELECT globalcart.check_job_user(%s)", (run_as,))
         row = conn.execute(
             "SELECT globalcart.refresh_job_command(%s), globalcart.purge_job_command()", (follow,)
         ).fetchone()
         assert row is not None
         refresh_command, retention_command = row
     with _cron_connection(dsn, cron_db) as cron:
-        _refuse_other_warehouse(cron, cron_db, warehouse)
+        _refuse_other_warehouse(cron, cron_db, warehouse, run_as)
+        cron.execute(
+            "SELECT cron.unschedule(jobid) FROM cron.job "
+            "WHERE jobname IN (%s, %s) AND database = %s AND username <> %s",
+            (JOB, RETENTION_JOB, warehouse, run_as),
+        )
         row = cron.execute(
-            "SELECT cron.schedule_in_database(%s, %s, %s, %s)", (JOB, every, refresh_command, warehouse)
+            "SELECT cron.schedule_in_database(%s, %s, %s, %s, %s)", (JOB, every, refresh_command, warehouse, run_as)
         ).fetchone()
         cron.execute(
-            "SELECT cron.schedule_in_database(%s, %s, %s, %s)",
-            (RETENTION_JOB, RETENTION_SCHEDULE, retention_command, warehouse),
+            "SELECT cron.schedule_in_database(%s, %s, %s, %s, %s)",
+            (RETENTION_JOB, RETENTION_SCHEDULE, retention_command, warehouse, run_as),
         )
-        cron.execute("SELECT cron.schedule(%s, %s, %s)", (CRON_PURGE_JOB, CRON_PURGE_SCHEDULE, CRON_PURGE_COMMAND))
+        cron.execute(
+            "SELECT cron.schedule_in_database(%s, %s, %s, %s, %s)",
+            (CRON_PURGE_JOB, CRON_PURGE_SCHEDULE, CRON_PURGE_COMMAND, cron_db, run_as),
+        )
         return Scheduled(row[0] if row else None, cron_db, warehouse)
 
 
@@ -103,10 +120,12 @@ def unschedule(dsn: str) -> bool:
             row = conn.execute("SELECT globalcart.unschedule_incremental_refresh()").fetchone()
             return bool(row and row[0])
     with _cron_connection(dsn, cron_db) as cron:
-        _refuse_other_warehouse(cron, cron_db, warehouse)
-        existed = cron.execute("SELECT count(*) FROM cron.job WHERE jobname = %s", (JOB,)).fetchone()
+        existed = cron.execute(
+            "SELECT count(*) FROM cron.job WHERE jobname = %s AND database = %s", (JOB, warehouse)
+        ).fetchone()
         cron.execute(
-            "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname IN (%s, %s, %s)",
-            (JOB, RETENTION_JOB, CRON_PURGE_JOB),
+            "SELECT cron.unschedule(jobid) FROM cron.job WHERE (jobname IN (%s, %s) AND database = %s) "
+            "OR (jobname = %s AND NOT EXISTS (SELECT 1 FROM cron.job j WHERE j.jobname = %s AND j.database <> %s))",
+            (JOB, RETENTION_JOB, warehouse, CRON_PURGE_JOB, JOB, warehouse),
         )
         return bool(existed and existed[0])

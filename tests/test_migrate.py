@@ -99,9 +99,9 @@ def test_migrate_twice_changes_nothing_and_keeps_the_data(dsn):
 
 
 def _copy_of_the_sql(tmp_path: Path) -> Path:
-    """db/ (migrations, routine folders, routines.txt) copied under tmp_path, to be edited."""
+    """db/ (migrations, privileges, routine folders, routines.txt) copied under tmp_path, to be edited."""
     sql_dir = tmp_path / "db"
-    for sub in ("migrations", *ROUTINE_FOLDERS):
+    for sub in ("migrations", "privileges", *ROUTINE_FOLDERS):
         (sql_dir / sub).mkdir(parents=True)
         for f in (SQL_DIR / sub).glob("*.sql"):
             (sql_dir / sub / f.name).write_text(f.read_text())

@@ -122,11 +122,30 @@ def test_summary_has_every_count_for_every_source_and_they_add_up(conn):
 def test_refresh_with_nothing_staged_takes_the_short_path(conn):
     """pg_cron queues missed ticks, so an empty refresh must be cheap: it claims nothing and
     does not even create its work tables."""
-    summary = refresh(conn)
-    assert summary["status"] == "ok"
+    conn.execute("SET track_functions = 'pl'")
+    with conn.transaction():
+        summary = refresh(conn)
+        created = scalar(conn, "SELECT count(*) FROM pg_stat_xact_user_functions WHERE funcname = 'create_work_tables'")
+    assert summary["status"] == "ok" and created == 0
     assert all(summary[s]["claimed"] == 0 for s in SOURCES)
-    assert scalar(conn, "SELECT to_regclass('pg_temp.gc_claim_orders')") is None
     assert summary["duration_ms"] < 1000  # a loose bound; the speed itself is the benchmark's business
+
+
+def test_work_tables_are_created_afresh_by_each_call_and_never_reused(conn):
+    """The refresh runs with its owner's rights: a table the caller prepared under a work table's
+    name (with a trigger, say) must never be written by it. Each call creates its own and drops
+    them; two calls in one transaction work; a prepared table makes the call fail, recorded."""
     stage(conn, "orders", [order(1)])
-    refresh(conn)
-    assert scalar(conn, "SELECT to_regclass('pg_temp.gc_claim_orders')") is not None
+    with conn.transaction():
+        refresh(conn)
+        assert scalar(conn, "SELECT to_regclass('pg_temp.gc_claim_orders')") is None  # dropped at its end
+        stage(conn, "orders", [order(2)])
+        assert refresh(conn)["orders"]["inserted"] == 1
+    conn.execute("CREATE TEMPORARY TABLE gc_claim_orders (order_id bigint)")
+    stage(conn, "orders", [order(3)])
+    summary = refresh(conn)
+    assert summary["status"] == "failed" and summary["error"]["sqlstate"] == "42P07"
+    assert "DROP TABLE pg_temp.gc_claim_orders" in summary["error"]["hint"]
+    assert scalar(conn, "SELECT count(*) FROM globalcart.stg_orders") == 1
+    conn.execute("DROP TABLE pg_temp.gc_claim_orders")
+    assert refresh(conn)["orders"]["inserted"] == 1

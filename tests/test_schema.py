@@ -180,8 +180,8 @@ def test_primary_keys_are_distribution_ready(conn, table):
 @pytest.mark.parametrize("table", list(CONTRACT))
 def test_audit_table_has_audit_columns_and_every_column_of_its_table(conn, table):
     audit = [name for name, _, _ in _columns(conn, f"audit_{table}")]
-    assert audit[:3] == ["audit_id", "audited_at", "audit_run_id"]
-    assert audit[3:] == [name for name, _, _ in _columns(conn, table)]
+    assert audit[:3] == ["audit_id", "audited_at", "audit_run_id"] and audit[-1] == "audited_by"
+    assert audit[3:-1] == [name for name, _, _ in _columns(conn, table)]
 
 
 def test_currencies_are_seeded(conn):

@@ -6,7 +6,7 @@
 CREATE OR REPLACE FUNCTION globalcart.add_inferred_customers(p_customer_ids bigint[], p_now timestamptz)
   RETURNS bigint
   LANGUAGE plpgsql
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_added bigint;

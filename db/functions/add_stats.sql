@@ -4,7 +4,7 @@
 CREATE OR REPLACE FUNCTION globalcart.add_stats(p_a jsonb, p_b jsonb)
   RETURNS jsonb
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT coalesce(jsonb_object_agg(k.key, k.total), '{}'::jsonb)
   FROM (SELECT e.key, sum(e.value::numeric)::bigint AS total

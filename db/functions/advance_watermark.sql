@@ -3,7 +3,7 @@
 CREATE OR REPLACE FUNCTION globalcart.advance_watermark(p_source text, p_applied_max timestamptz, p_run_id bigint)
   RETURNS void
   LANGUAGE sql
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
   INSERT INTO globalcart.etl_watermarks AS w (source_name, watermark_ts, last_run_id, updated_at)
   SELECT p_source, p_applied_max, p_run_id, now()

@@ -12,7 +12,7 @@ CREATE OR REPLACE FUNCTION globalcart.apply_source(
     p_source text, p_run_id bigint, p_now timestamptz, p_latest_valid timestamptz, p_orphan_cutoff timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_sqlstate text;

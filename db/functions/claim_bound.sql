@@ -8,7 +8,7 @@
 CREATE OR REPLACE FUNCTION globalcart.claim_bound(p_staging_table text, p_max_rows bigint)
   RETURNS bigint
   LANGUAGE plpgsql STABLE
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_low bigint;

@@ -4,7 +4,7 @@
 CREATE OR REPLACE FUNCTION globalcart.compare_kpis(before_label text DEFAULT 'before', after_label text DEFAULT 'after')
   RETURNS TABLE (kpi_name text, before_value numeric, after_value numeric, abs_change numeric, pct_change numeric)
   LANGUAGE plpgsql STABLE
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_before bigint;

@@ -1,29 +1,33 @@
--- globalcart.create_work_tables(): the refresh's scratch space, temporary tables emptied at
--- commit. For each source of globalcart.etl_sources: gc_claim_<source>, the rows one refresh
--- took out of staging,
--- and gc_win_<source>, the newest valid version of each key. Both have exactly the
--- columns of the staging table. A session creates them at its first refresh that has
--- something to do and reuses them after (they are empty again at every commit).
+-- globalcart.create_work_tables(): the refresh's scratch space, created afresh by every call
+-- that has something to do, and dropped by it at its end (and at commit, whatever happens). For
+-- each source of globalcart.etl_sources: gc_claim_<source>, the rows the call took out of
+-- staging, and gc_win_<source>, the newest valid version of each key; both have exactly the
+-- columns of the staging table.
+--
+-- Never reused: the refresh runs with its owner's rights, so a table the caller prepared under
+-- one of these names (with a trigger, say) must not be written by it. Such a table makes the
+-- call fail, recorded, with a hint to drop it (SQLSTATE 42P07).
 CREATE OR REPLACE FUNCTION globalcart.create_work_tables()
   RETURNS void
   LANGUAGE plpgsql
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_source globalcart.etl_sources;
+  v_table text;
 BEGIN
   FOR v_source IN SELECT * FROM globalcart.etl_sources s ORDER BY s.apply_order LOOP
-    IF to_regclass('pg_temp.gc_claim_' || v_source.source_name) IS NULL THEN
-      EXECUTE format('CREATE TEMPORARY TABLE %I (LIKE globalcart.%I) ON COMMIT DELETE ROWS',
-                     'gc_claim_' || v_source.source_name, v_source.staging_table);
-      EXECUTE format('CREATE TEMPORARY TABLE %I (LIKE globalcart.%I) ON COMMIT DELETE ROWS',
-                     'gc_win_' || v_source.source_name, v_source.staging_table);
-    ELSE  -- empty, unless a refresh already ran in this same transaction
-      EXECUTE format('DELETE FROM pg_temp.%I', 'gc_claim_' || v_source.source_name);
-      EXECUTE format('DELETE FROM pg_temp.%I', 'gc_win_' || v_source.source_name);
-    END IF;
+    FOREACH v_table IN ARRAY ARRAY['gc_claim_' || v_source.source_name, 'gc_win_' || v_source.source_name] LOOP
+      IF to_regclass(format('pg_temp.%I', v_table)) IS NOT NULL THEN
+        RAISE EXCEPTION 'a temporary table pg_temp.% already exists in this session', v_table
+          USING ERRCODE = 'duplicate_table',
+                HINT = format('The refresh creates its work tables itself: DROP TABLE pg_temp.%I; then call it again.',
+                              v_table);
+      END IF;
+      EXECUTE format('CREATE TEMPORARY TABLE %I (LIKE globalcart.%I) ON COMMIT DROP', v_table, v_source.staging_table);
+    END LOOP;
   END LOOP;
 END;
 $$;
 COMMENT ON FUNCTION globalcart.create_work_tables() IS
-  'Creates (or empties) the temporary claim and winner tables of a refresh; they are emptied at every commit.';
+  'Creates the temporary claim and winner tables of one refresh call, afresh (never reusing a table of the same name).';

@@ -9,7 +9,7 @@
 CREATE OR REPLACE FUNCTION globalcart.derive_returned_orders()
   RETURNS bigint
   LANGUAGE plpgsql
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_returned bigint;

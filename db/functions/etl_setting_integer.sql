@@ -4,7 +4,7 @@
 CREATE OR REPLACE FUNCTION globalcart.etl_setting_integer(p_name text, p_default bigint)
   RETURNS bigint
   LANGUAGE plpgsql STABLE
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_value text;

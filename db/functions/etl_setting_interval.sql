@@ -5,7 +5,7 @@
 CREATE OR REPLACE FUNCTION globalcart.etl_setting_interval(p_name text, p_default interval)
   RETURNS interval
   LANGUAGE plpgsql STABLE
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_value text;

@@ -15,7 +15,7 @@ CREATE OR REPLACE FUNCTION globalcart.hold_early_children(
     p_source text, p_run_id bigint, p_orphan_cutoff timestamptz,
     OUT moved bigint, OUT orphans bigint, OUT deferred bigint)
   LANGUAGE plpgsql
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
 -- It writes (DELETE, INSERT) through EXECUTE, which plpgsql_check cannot see into, so its
 -- volatility hint does not apply:  @plpgsql_check_options: performance_warnings = false
@@ -25,7 +25,7 @@ DECLARE
 BEGIN
   SELECT * INTO STRICT v_source FROM globalcart.etl_sources s WHERE s.source_name = p_source AND s.waits_for_order;
   SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO v_columns
-    FROM pg_attribute a
+    FROM pg_catalog.pg_attribute a
    WHERE a.attrelid = format('globalcart.%I', v_source.staging_table)::regclass
      AND a.attnum > 0 AND NOT a.attisdropped AND a.attname NOT IN ('stg_id', 'ingested_at', 'deferrals');
 

@@ -15,7 +15,7 @@
 CREATE OR REPLACE FUNCTION globalcart.install_audit_trigger(p_table text)
   RETURNS void
   LANGUAGE plpgsql
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_table regclass := format('globalcart.%I', p_table)::regclass;
@@ -27,7 +27,7 @@ BEGIN
   SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum),
          string_agg(format('OLD.%I', a.attname), ', ' ORDER BY a.attnum)
     INTO v_columns, v_old_values
-    FROM pg_attribute a
+    FROM pg_catalog.pg_attribute a
    WHERE a.attrelid = v_table AND a.attnum > 0 AND NOT a.attisdropped;
 
   EXECUTE format($fn$

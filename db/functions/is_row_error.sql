@@ -8,7 +8,7 @@
 CREATE OR REPLACE FUNCTION globalcart.is_row_error(p_sqlstate text)
   RETURNS boolean
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT left(p_sqlstate, 2) IN ('22', '23', '54')
 $$;

@@ -19,7 +19,7 @@ CREATE OR REPLACE FUNCTION globalcart.isolate_failing_rows(
     p_source text, p_run_id bigint, p_now timestamptz, p_latest_valid timestamptz, p_orphan_cutoff timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
 -- It writes temporary tables through EXECUTE, which plpgsql_check cannot see into, so its
 -- volatility hint does not apply:  @plpgsql_check_options: performance_warnings = false

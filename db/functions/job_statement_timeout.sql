@@ -7,7 +7,8 @@
 CREATE OR REPLACE FUNCTION globalcart.job_statement_timeout()
   RETURNS text
   LANGUAGE plpgsql STABLE
-  SET search_path = pg_catalog
+  SECURITY DEFINER
+  SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_max_run_time interval;

@@ -6,7 +6,7 @@
 CREATE OR REPLACE FUNCTION globalcart.kpi_values()
   RETURNS TABLE (kpi_order integer, kpi_name text, kpi_value numeric)
   LANGUAGE plpgsql STABLE
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_orders bigint; v_gmv numeric; v_net numeric; v_units bigint; v_returned bigint; v_delivered bigint;

@@ -7,7 +7,8 @@
 CREATE OR REPLACE FUNCTION globalcart.purge_history()
   RETURNS jsonb
   LANGUAGE plpgsql
-  SET search_path = pg_catalog
+  SECURITY DEFINER
+  SET search_path = pg_catalog, pg_temp
 AS $$
 -- It deletes through EXECUTE (one statement per audit table), which plpgsql_check cannot see
 -- into:  @plpgsql_check_options: performance_warnings = false
@@ -35,7 +36,7 @@ BEGIN
 
   IF v_audit_cutoff IS NOT NULL THEN
     FOR v_table IN
-      SELECT c.relname FROM pg_class c
+      SELECT c.relname FROM pg_catalog.pg_class c
        WHERE c.relnamespace = 'globalcart'::regnamespace AND c.relkind IN ('r', 'p') AND c.relname LIKE 'audit\_%'
        ORDER BY c.relname
     LOOP

@@ -4,7 +4,7 @@
 CREATE OR REPLACE FUNCTION globalcart.purge_job_command()
   RETURNS text
   LANGUAGE sql IMMUTABLE
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT 'SELECT pg_catalog.set_config(''statement_timeout'', globalcart.job_statement_timeout(), false); '
          || 'SELECT globalcart.purge_history()'

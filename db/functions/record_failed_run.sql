@@ -7,7 +7,7 @@
 CREATE OR REPLACE FUNCTION globalcart.record_failed_run(p_started timestamptz, p_error jsonb)
   RETURNS jsonb
   LANGUAGE plpgsql
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_run_id bigint;

@@ -4,22 +4,24 @@
 -- applied within about pause plus one refresh. The pg_cron job of
 -- schedule_incremental_refresh(follow => true) runs it every minute.
 --
--- It stops early, with a NOTICE, when another session's follow loop is running (a session
--- advisory lock held for the loop), when another session's refresh is running (a call
--- returns skipped), or when a call fails (recorded in etl_runs; the next run retries).
+-- It stops early, with a NOTICE, when another session's follow loop is running (the backend
+-- registered by globalcart.follow_loop_begin is alive), when another session's refresh is
+-- running (a call returns skipped), or when a call fails (recorded in etl_runs; the next run
+-- retries).
 -- It never runs past etl_settings 'max_run_time': a procedure that COMMITs cannot run
 -- under a job's statement_timeout (pg_cron would run "SET …; CALL …" as one transaction
 -- block, where COMMIT is refused), so the loop bounds itself, and each call in it is
 -- bounded by 'lock_timeout' and 'max_rows_per_run'.
 --
--- A procedure with a SET clause may not COMMIT, so this one cannot pin search_path:
--- every name in it is schema-qualified instead. CALL it outside a transaction block.
+-- A procedure with a SET clause may not COMMIT, nor may a SECURITY DEFINER one: this one runs
+-- with its caller's rights (a globalcart_refresher member: it needs EXECUTE on the functions it
+-- calls, no right on any table) and cannot pin search_path — every name in it is
+-- schema-qualified instead. CALL it outside a transaction block.
 CREATE OR REPLACE PROCEDURE globalcart.refresh_for(
     run_for interval DEFAULT '55 seconds', pause interval DEFAULT '1 second')
   LANGUAGE plpgsql
 AS $$
 DECLARE
-  v_loop_key constant bigint := 360362::bigint;  -- one follow loop at a time
   v_started timestamptz := pg_catalog.clock_timestamp();
   v_deadline timestamptz;
   v_max_run_time interval;
@@ -33,18 +35,16 @@ BEGIN
     RAISE EXCEPTION 'refresh_for: run_for must be 0 or more and pause more than 0 (got %, %)', run_for, pause
       USING ERRCODE = 'GC007', HINT = 'CALL globalcart.refresh_for(''55 seconds'', ''1 second'');';
   END IF;
-  BEGIN
-    v_max_run_time := globalcart.etl_setting_interval('max_run_time', interval '15 minutes');
-  EXCEPTION WHEN SQLSTATE 'GC001' THEN
-    v_max_run_time := interval '15 minutes';  -- the first call records the bad setting as a failed run
-  END;
-  v_deadline := v_started + LEAST(run_for, v_max_run_time);
-  IF NOT pg_catalog.pg_try_advisory_lock(v_loop_key) THEN
+  v_max_run_time := globalcart.follow_loop_begin();
+  COMMIT;
+  IF v_max_run_time IS NULL THEN
     RAISE NOTICE 'globalcart.refresh_for: another follow loop is running; stopped';
     RETURN;
   END IF;
+  v_deadline := v_started + LEAST(run_for, v_max_run_time);
   LOOP
     v_summary := globalcart.run_incremental_refresh();
+    PERFORM globalcart.follow_loop_beat();
     COMMIT;
     v_calls := v_calls + 1;
     IF v_summary ->> 'status' = 'skipped' THEN
@@ -64,7 +64,8 @@ BEGIN
       COMMIT;  -- end the sleeping transaction, so that it holds back nothing
     END IF;
   END LOOP;
-  PERFORM pg_catalog.pg_advisory_unlock(v_loop_key);
+  PERFORM globalcart.follow_loop_end();
+  COMMIT;
   RAISE NOTICE 'globalcart.refresh_for: % calls, % runs, % rows claimed in %; stopped: %',
                v_calls, v_runs, v_claimed, pg_catalog.clock_timestamp() - v_started, v_stop;
 END;

@@ -12,7 +12,7 @@
 CREATE OR REPLACE FUNCTION globalcart.refresh_job_command(follow boolean DEFAULT false)
   RETURNS text
   LANGUAGE sql IMMUTABLE
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT CASE WHEN refresh_job_command.follow THEN 'CALL globalcart.refresh_for()'
               ELSE 'SELECT pg_catalog.set_config(''statement_timeout'', globalcart.job_statement_timeout(), false); '

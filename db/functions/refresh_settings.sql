@@ -6,7 +6,7 @@ CREATE OR REPLACE FUNCTION globalcart.refresh_settings(
     OUT lock_timeout interval, OUT max_run_time interval, OUT max_rows_per_run bigint,
     OUT max_clock_skew interval, OUT orphan_timeout interval)
   LANGUAGE plpgsql STABLE
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
   lock_timeout := globalcart.etl_setting_interval('lock_timeout', interval '10 seconds');

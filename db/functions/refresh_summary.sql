@@ -10,7 +10,7 @@ CREATE OR REPLACE FUNCTION globalcart.refresh_summary(
     p_run_id bigint, p_status text, p_started timestamptz, p_sources jsonb, p_extra jsonb DEFAULT '{}')
   RETURNS jsonb
   LANGUAGE sql VOLATILE
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT jsonb_build_object('run_id', p_run_id, 'status', p_status, 'started_at', p_started,
                             'finished_at', f.finished_at,

@@ -4,7 +4,7 @@
 CREATE OR REPLACE FUNCTION globalcart.require_pg_cron_here()
   RETURNS void
   LANGUAGE plpgsql
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_cron_db text := current_setting('cron.database_name', true);
@@ -20,7 +20,7 @@ BEGIN
             HINT = format('Run `python -m driver schedule`, or in database %s: SELECT cron.schedule_in_database('
                           '''globalcart-incremental-refresh'', ''* * * * *'', %L, %L);',
                           v_cron_db, globalcart.refresh_job_command(false), current_database());
-  ELSIF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
+  ELSIF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_cron') THEN
     RAISE EXCEPTION 'the pg_cron extension is not created in this database'
       USING ERRCODE = 'GC004', HINT = 'Run migrate again, or CREATE EXTENSION pg_cron;';
   END IF;

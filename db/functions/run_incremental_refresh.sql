@@ -2,7 +2,10 @@
 -- dimensions and facts, in one transaction (CONTRACT section 2), and never stops on a bad
 -- row or hangs on a lock (section 5).
 --
---   1. pg_try_advisory_xact_lock: if another refresh holds it, return "skipped" at once.
+--   1. LOCK globalcart.etl_refresh_lock NOWAIT: if another refresh holds it, return "skipped"
+--      at once. The call runs with its owner's rights (SECURITY DEFINER) and nobody else has any
+--      privilege on that table, so no other session can take the lock (an advisory lock key
+--      could be taken by any connected role).
 --   2. Read the settings (globalcart.refresh_settings; a bad one fails the call, recorded)
 --      and bound every lock wait by 'lock_timeout'.
 --   3. Nothing to do — no fresh row, and no deferred row whose order has been applied or
@@ -28,7 +31,8 @@
 CREATE OR REPLACE FUNCTION globalcart.run_incremental_refresh()
   RETURNS jsonb
   LANGUAGE plpgsql
-  SET search_path = pg_catalog
+  SECURITY DEFINER
+  SET search_path = pg_catalog, pg_temp
   -- Planner settings for the duration of the refresh (and the steps it calls): the warehouse's
   -- hot pages are cached, so an index probe costs about a sequential page read, and batches
   -- of a few hundred thousand rows are sorted in memory. One refresh runs at a time.
@@ -39,7 +43,6 @@ CREATE OR REPLACE FUNCTION globalcart.run_incremental_refresh()
   SET lock_timeout = '10s'
 AS $$
 DECLARE
-  v_lock_key constant bigint := 360360::bigint;  -- advisory lock key: one refresh at a time
   v_started timestamptz := clock_timestamp();
   v_now timestamptz := now();
   v_settings record;
@@ -48,6 +51,7 @@ DECLARE
   v_max bigint;                -- max_rows_per_run
   v_work boolean;              -- anything to do: a fresh row, or a waiting child that can be settled
   v_source text;
+  v_skipped boolean := false;
   v_run_id bigint;
   v_stats jsonb := '{}'::jsonb;
   v_returned bigint;
@@ -57,7 +61,12 @@ DECLARE
   v_detail text;
   v_hint text;
 BEGIN
-  IF NOT pg_try_advisory_xact_lock(v_lock_key) THEN
+  BEGIN
+    LOCK TABLE globalcart.etl_refresh_lock IN EXCLUSIVE MODE NOWAIT;
+  EXCEPTION WHEN lock_not_available THEN
+    v_skipped := true;
+  END;
+  IF v_skipped THEN
     RAISE NOTICE 'globalcart.run_incremental_refresh: another refresh is running; skipped';
     RETURN globalcart.refresh_summary(NULL, 'skipped', v_started,
              (SELECT jsonb_object_agg(s.source_name, globalcart.source_stats() || '{"backlog": null}'::jsonb)
@@ -120,6 +129,7 @@ BEGIN
         v_source, globalcart.apply_source(v_source, v_run_id, v_now, v_latest_valid, v_cutoff));
     END LOOP;
     v_returned := globalcart.derive_returned_orders();
+    PERFORM globalcart.drop_work_tables();
 
     SELECT jsonb_object_agg(s.source_name, (v_stats -> s.source_name) || jsonb_build_object('backlog', s.staged))
       INTO v_stats

@@ -3,7 +3,8 @@
 CREATE OR REPLACE FUNCTION globalcart.snapshot_kpis(label text)
   RETURNS bigint
   LANGUAGE plpgsql
-  SET search_path = pg_catalog
+  SECURITY DEFINER
+  SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   v_snapshot_id bigint;

@@ -6,7 +6,7 @@ CREATE OR REPLACE FUNCTION globalcart.source_stats(
     p_deferred bigint DEFAULT 0)
   RETURNS jsonb
   LANGUAGE sql IMMUTABLE PARALLEL SAFE
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
   SELECT jsonb_build_object(
     'claimed', p_claimed, 'inserted', p_inserted, 'updated', p_updated, 'stale', p_stale,

@@ -12,7 +12,7 @@
 CREATE OR REPLACE FUNCTION globalcart.staged_rows(p_orphan_cutoff timestamptz DEFAULT NULL)
   RETURNS TABLE (source_name text, staged bigint, deferred bigint, due bigint, oldest_staged_at timestamptz)
   LANGUAGE plpgsql STABLE
-  SET search_path = pg_catalog
+  SET search_path = pg_catalog, pg_temp
 AS $$
 -- Its rows come from RETURN QUERY EXECUTE (one generated query per source), whose result
 -- plpgsql_check cannot see, so it would take the OUT columns for unset:

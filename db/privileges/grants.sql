@@ -1,0 +1,88 @@
+-- The privileges of CONTRACT section 6, exactly, run by `migrate` after the routine files on every
+-- run, so that they cover every object there is — generated from the catalog (dim_*, fact_*,
+-- audit_* tables) and the source registry (the staging tables and their business columns), never
+-- a hand list. Each group role is first stripped of everything in the schema, then given its
+-- column of the table; PUBLIC gets nothing. Roles are given to people with
+-- GRANT globalcart_reader TO alice (or `globalcart grant alice --role reader`).
+--
+--   globalcart_loader     USAGE; INSERT on the business columns of every stg_* table (COPY with
+--                         the business column list works, naming a bookkeeping column does not);
+--                         SELECT on etl_watermarks
+--   globalcart_refresher  run_incremental_refresh(), drain_staging(), refresh_for(),
+--                         snapshot_kpis(), purge_history(); pipeline_health; what the scheduled
+--                         jobs' commands call (job_statement_timeout())
+--   globalcart_reader     SELECT on dimensions, facts, kpi_snapshots, pipeline_health;
+--                         kpi_values(), compare_kpis()
+--   globalcart_auditor    globalcart_reader's (it is a member), plus SELECT on audit tables and
+--                         etl_rejects
+DO $$
+DECLARE
+  v_group text;
+  v_name text;
+  v_source globalcart.etl_sources;
+  v_columns text;
+BEGIN
+  REVOKE ALL ON SCHEMA globalcart FROM PUBLIC;
+  REVOKE ALL ON ALL TABLES IN SCHEMA globalcart FROM PUBLIC;
+  REVOKE ALL ON ALL SEQUENCES IN SCHEMA globalcart FROM PUBLIC;
+  REVOKE ALL ON ALL ROUTINES IN SCHEMA globalcart FROM PUBLIC;
+  -- routines created later by the owner: no EXECUTE for PUBLIC either
+  ALTER DEFAULT PRIVILEGES FOR ROLE globalcart_owner REVOKE EXECUTE ON ROUTINES FROM PUBLIC;
+
+  FOREACH v_group IN ARRAY ARRAY['globalcart_loader', 'globalcart_refresher', 'globalcart_reader',
+                                 'globalcart_auditor']
+  LOOP
+    EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA globalcart FROM %I', v_group);
+    EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA globalcart FROM %I', v_group);
+    EXECUTE format('REVOKE ALL ON ALL ROUTINES IN SCHEMA globalcart FROM %I', v_group);
+    EXECUTE format('GRANT USAGE ON SCHEMA globalcart TO %I', v_group);
+  END LOOP;
+
+  -- loader: the business columns of each staging table (those its fact or dimension has too)
+  FOR v_source IN SELECT * FROM globalcart.etl_sources s ORDER BY s.apply_order LOOP
+    SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO v_columns
+      FROM pg_catalog.pg_attribute a
+      JOIN pg_catalog.pg_attribute f ON f.attrelid = format('globalcart.%I', v_source.fact_table)::regclass
+                                    AND f.attname = a.attname AND f.attnum > 0 AND NOT f.attisdropped
+     WHERE a.attrelid = format('globalcart.%I', v_source.staging_table)::regclass
+       AND a.attnum > 0 AND NOT a.attisdropped;
+    EXECUTE format('GRANT INSERT (%s) ON globalcart.%I TO globalcart_loader', v_columns, v_source.staging_table);
+  END LOOP;
+  GRANT SELECT ON globalcart.etl_watermarks TO globalcart_loader;
+
+  -- refresher: the calls, and health
+  GRANT EXECUTE ON FUNCTION globalcart.run_incremental_refresh() TO globalcart_refresher;
+  GRANT EXECUTE ON PROCEDURE globalcart.drain_staging() TO globalcart_refresher;
+  GRANT EXECUTE ON PROCEDURE globalcart.refresh_for(interval, interval) TO globalcart_refresher;
+  GRANT EXECUTE ON FUNCTION globalcart.follow_loop_begin() TO globalcart_refresher;
+  GRANT EXECUTE ON FUNCTION globalcart.follow_loop_beat() TO globalcart_refresher;
+  GRANT EXECUTE ON FUNCTION globalcart.follow_loop_end() TO globalcart_refresher;
+  GRANT EXECUTE ON FUNCTION globalcart.snapshot_kpis(text) TO globalcart_refresher;
+  GRANT EXECUTE ON FUNCTION globalcart.purge_history() TO globalcart_refresher;
+  GRANT EXECUTE ON FUNCTION globalcart.job_statement_timeout() TO globalcart_refresher;
+
+  -- health: refreshers and readers
+  GRANT SELECT ON globalcart.pipeline_health TO globalcart_refresher, globalcart_reader;
+  GRANT EXECUTE ON FUNCTION globalcart.pipeline_health_rows() TO globalcart_refresher, globalcart_reader;
+
+  -- reader: dimensions, facts, snapshots, the KPI functions
+  FOR v_name IN
+    SELECT c.relname FROM pg_catalog.pg_class c
+     WHERE c.relnamespace = 'globalcart'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm')
+       AND (c.relname LIKE 'dim\_%' OR c.relname LIKE 'fact\_%' OR c.relname LIKE 'kpi\_%')
+  LOOP
+    EXECUTE format('GRANT SELECT ON globalcart.%I TO globalcart_reader', v_name);
+  END LOOP;
+  GRANT EXECUTE ON FUNCTION globalcart.kpi_values() TO globalcart_reader;
+  GRANT EXECUTE ON FUNCTION globalcart.compare_kpis(text, text) TO globalcart_reader;
+
+  -- auditor: the old versions and the quarantine (they hold personal data)
+  FOR v_name IN
+    SELECT c.relname FROM pg_catalog.pg_class c
+     WHERE c.relnamespace = 'globalcart'::regnamespace AND c.relkind IN ('r', 'p') AND c.relname LIKE 'audit\_%'
+  LOOP
+    EXECUTE format('GRANT SELECT ON globalcart.%I TO globalcart_auditor', v_name);
+  END LOOP;
+  GRANT SELECT ON globalcart.etl_rejects TO globalcart_auditor;
+END;
+$$;
