@@ -49,6 +49,11 @@ def test_scheduled_job_runs_the_refresh_in_the_cron_database(cron):
         (PURGE, "17 3 * * *", "DELETE FROM cron.job_run_details WHERE end_time < now() - interval '7 days'", "gc_cron"),
         (RETENTION, "37 3 * * *", BOUNDED_PURGE, "gc_cron"),
     ]
+    # pg_cron runs them as a login member of globalcart_refresher, not as a superuser
+    runs_as = fetch(cron, "SELECT DISTINCT j.username, r.rolsuper, r.rolcanlogin, "
+                          "pg_has_role(r.oid, 'globalcart_refresher', 'MEMBER') FROM cron.job j "
+                          "JOIN pg_roles r ON r.rolname = j.username")  # fmt: skip
+    assert runs_as == [("globalcart_cron", False, True, True)]
     # re-registering keeps one job
     assert scalar(cron, "SELECT globalcart.schedule_incremental_refresh('* * * * *')") == job_id
 
@@ -166,4 +171,13 @@ def test_schedule_command_registers_follow_mode_where_pg_cron_lives_elsewhere(cr
         (RETENTION, warehouse, BOUNDED_PURGE),
     ]
     assert run_cli("unschedule", dsn=dsn).returncode == 0
+    assert scalar(cron, "SELECT count(*) FROM cron.job") == 0
+
+
+@pytest.mark.parametrize("run_as", ["postgres", "globalcart_refresher", "no_such_role"])
+def test_jobs_never_run_as_a_superuser_a_group_or_a_missing_role(cron, run_as):
+    """postgres is a superuser; globalcart_refresher cannot log in; no_such_role does not exist."""
+    with pytest.raises(psycopg.Error) as err:
+        cron.execute("SELECT globalcart.schedule_incremental_refresh(run_as => %s)", (run_as,))
+    assert err.value.diag.sqlstate == "GC009"
     assert scalar(cron, "SELECT count(*) FROM cron.job") == 0
