@@ -130,7 +130,11 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         snapshot_id = conn.execute("SELECT globalcart.snapshot_kpis(%s)", (args.label,)).fetchone()[0]
         conn.commit()
         print(f"snapshot {snapshot_id} labelled {args.label!r}")
-        _print_kpis(conn, snapshot_id)
+        if conn.execute("SELECT has_table_privilege('globalcart.kpi_snapshots', 'SELECT')").fetchone()[0]:
+            _print_kpis(conn, snapshot_id)
+        else:
+            print("(its values are for globalcart_reader members: globalcart compare, or SELECT … FROM "
+                  "globalcart.kpi_snapshots)")  # fmt: skip
     return 0
 
 
@@ -231,6 +235,19 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_access(args: argparse.Namespace) -> int:
+    from driver.access import grant, revoke
+
+    with db.connect(db.resolve_dsn(args.dsn), autocommit=True) as conn:
+        _require_schema(conn, "globalcart.etl_refresh_lock")
+        if args.command == "grant":
+            after = grant(conn, args.user, args.role, args.password_env)
+        else:
+            after = revoke(conn, args.user, args.role)
+    print(f"{args.user}: {'member of ' + ', '.join(after) if after else 'member of no globalcart role'}")
+    return 0
+
+
 def cmd_unschedule(args: argparse.Namespace) -> int:
     from driver.schedule import unschedule
 
@@ -247,8 +264,9 @@ def cmd_server(args: argparse.Namespace) -> int:
 
     if args.action == "start":
         server, started = start_local_server(PROJECT_DIR)
-        print(f"{'started' if started else 'already running'}: {server.dsn()} (data in {server.datadir})")
-        print(f"connect: psql {server.dsn()}")
+        print(f"{'started' if started else 'already running'}: {server.dsn()} (data in {server.datadir}; the "
+              f"password is in {server.passfile})")  # fmt: skip
+        print(f"connect: psql '{server.dsn()}'")
     elif args.action == "stop":
         server = local_server(PROJECT_DIR)
         print("stopped" if server.stop() else "not running")
@@ -379,6 +397,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the login role pg_cron runs the jobs as: a member of globalcart_refresher, not a superuser "
                         "(default: globalcart_cron, created by migrate)")  # fmt: skip
     p.set_defaults(func=cmd_schedule)
+
+    for name, verb in (("grant", "give"), ("revoke", "take away")):
+        p = commands.add_parser(
+            name,
+            help=f"{verb} a user's globalcart roles (loader, refresher, reader, auditor)",
+            description=f"{verb.capitalize()} USER the group roles of CONTRACT section 6: GRANT/REVOKE "
+            "globalcart_<role> TO/FROM USER. Needs a role that may grant them (a superuser).",
+        )
+        _add_dsn(p)
+        p.add_argument("user", help="the login role (a person or a service)")
+        p.add_argument("--role", action="append", required=True, choices=("loader", "refresher", "reader", "auditor"),
+                       help="a group role; repeat for several")  # fmt: skip
+        if name == "grant":
+            p.add_argument("--password-env", metavar="VAR",
+                           help="create USER as a login role when missing, with the password in $VAR "
+                                "(sent hashed: SCRAM-SHA-256)")  # fmt: skip
+        p.set_defaults(func=cmd_access)
 
     p = commands.add_parser("unschedule", help="stop running the refresh with pg_cron")
     _add_dsn(p)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from driver import db, output
 from driver.deltas import stage_window
 from driver.embedded import start_local_server
+from driver.errors import DriverError
 from driver.migrate import SQL_DIR, migrate
 from driver.progress import ProgressBar
 from driver.seed import seed_history
@@ -26,15 +27,26 @@ def run_demo(args: argparse.Namespace) -> int:
         server, started = start_local_server(SQL_DIR.parent)
         dsn = server.dsn()
         print(f"== PostgreSQL {'started' if started else 'running'} with pg_cron: {dsn}")
-        print(f"   data in {server.datadir}; connect with: psql {dsn}")
+        print(f"   data in {server.datadir}; the password of postgres is in {server.passfile} (yours alone)")
+        print(f"   connect with: psql '{dsn}'")
         print("   stop it with: python -m driver server stop")
 
-    print("== migrate")
     with db.connect(dsn) as conn:
-        report = migrate(conn)
-        print(f"   {len(report.applied)} migration(s) applied, {report.routine_files} function/trigger files")
-        if report.cron is not None:
-            print(f"   {report.cron.message}")
+        superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+        conn.commit()
+        if superuser:
+            print("== migrate")
+            report = migrate(conn)
+            print(f"   {len(report.applied)} migration(s) applied, {report.routine_files} function/trigger files")
+            if report.cron is not None:
+                print(f"   {report.cron.message}")
+        else:  # a service login (loader, refresher, reader): migrating is a superuser's job
+            installed = conn.execute("SELECT to_regclass('globalcart.etl_refresh_lock') IS NOT NULL").fetchone()[0]
+            conn.commit()
+            if not installed:
+                raise DriverError("the warehouse is not installed (or is older than this driver): a superuser runs "
+                                  "`globalcart migrate` first.")  # fmt: skip
+            print("== migrate: left to a superuser (this login is not one); the schema is installed")
 
         has_orders = conn.execute("SELECT EXISTS (SELECT 1 FROM globalcart.fact_orders)").fetchone()[0]
         conn.commit()

@@ -13,6 +13,7 @@ import glob
 import hashlib
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import stat
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 SERVER_USER_CANDIDATES = ("postgres", "nobody")
 
@@ -129,21 +131,27 @@ class EmbeddedServer:
         try:
             self._pg_ctl("stop", "-D", str(self.datadir), "-m", "fast")
         finally:
-            shutil.rmtree(self.basedir, ignore_errors=True)
+            self.remove_files()
+
+    def remove_files(self) -> None:
+        shutil.rmtree(self.basedir, ignore_errors=True)
+        if self.pg_ctl.name == "pg_ctl" and self.pg_ctl.parent.name.startswith("globalcart-pgctl-"):
+            shutil.rmtree(self.pg_ctl.parent, ignore_errors=True)  # root's wrapper
 
 
 def _prepare_basedir(pg_bin: Path, basedir: Path) -> Path:
-    """Create ``basedir`` for a server's files; the pg_ctl to use for it (as root: a wrapper that
-    runs pg_ctl as an unprivileged user, who then owns ``basedir``)."""
+    """Create ``basedir`` for a server's files; the pg_ctl to use for it. As root: a wrapper that
+    runs pg_ctl as an unprivileged user, who then owns ``basedir`` — the wrapper itself lives in a
+    directory of root's own, so that the server's user cannot change what root executes."""
     basedir.mkdir(parents=True, exist_ok=True)
     pg_ctl = pg_bin / "pg_ctl"
     if os.geteuid() != 0:
         return pg_ctl
     user = _server_user()
     os.chown(basedir, user.pw_uid, user.pw_gid)
-    wrapper = basedir / "pg_ctl-as-user"
+    wrapper = Path(tempfile.mkdtemp(prefix="globalcart-pgctl-")) / "pg_ctl"  # mode 0700, root's
     wrapper.write_text(f'#!/bin/sh\nexec runuser -u {user.pw_name} -- "{pg_ctl}" "$@"\n')
-    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    wrapper.chmod(stat.S_IRWXU)
     return wrapper
 
 
@@ -205,17 +213,27 @@ def start_server(**options: Any) -> EmbeddedServer:
         server.initdb()
         server.start()
     except BaseException:
-        shutil.rmtree(server.basedir, ignore_errors=True)
+        server.remove_files()
         raise
     return server
 
 
 # ---------------------------------------------------------------------------------------------
-# A lasting local server for `demo` (and `server start|stop|status`): data under the project,
-# started with pg_ctl like the tests' server, and left running so that psql can connect.
+# A lasting local server for `demo` (and `server start|stop|status`): data under the project, left
+# running so that psql can connect. It admits only who it should: over TCP it listens on 127.0.0.1
+# alone and asks for a password (scram-sha-256), generated at its first start into a pgpass file
+# that only the user who started it can read (the DSN names the file, never the password); its
+# socket lives in a directory only the server's OS user can enter (there, and only there, it
+# trusts: that is how pg_cron's own connections get in). As root, pg_ctl runs as the server's user
+# through runuser, and nothing that user can write is ever executed by root.
 # ---------------------------------------------------------------------------------------------
 
 LOCAL_DATABASE = "globalcart"
+LOCAL_HBA = """# GlobalCart 360 demo server, written by the driver.
+# The socket directory is mode 0700, owned by the server's OS user: only it (and root) can connect there.
+local   all   all                 trust
+host    all   all   127.0.0.1/32  scram-sha-256
+"""
 
 
 def local_basedir(project_dir: Path) -> Path:
@@ -244,57 +262,114 @@ def local_basedir(project_dir: Path) -> Path:
 class LocalServer:
     basedir: Path
     port: int
-    pg_ctl: Path
+    pg_bin: Path
 
     @property
     def datadir(self) -> Path:
         return self.basedir / "pgdata"
 
+    @property
+    def socket_dir(self) -> Path:
+        return self.basedir / "socket"
+
+    @property
+    def passfile(self) -> Path:
+        """The pgpass file with the password of ``postgres``: owned by, and readable only by, the user
+        who started the server — as root, beside basedir, which belongs to the server's user."""
+        if os.geteuid() == 0:
+            return self.basedir.with_name(self.basedir.name + ".pgpass")
+        return self.basedir / "pgpass"
+
     def dsn(self, dbname: str = LOCAL_DATABASE) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}?passfile={self.passfile}"
+
+    def pg_ctl(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+        """pg_ctl ARGS, as the server's OS user when we are root (runuser; no script of ours)."""
+        argv = [str(self.pg_bin / "pg_ctl"), *args]
+        if os.geteuid() == 0:
+            argv = ["runuser", "-u", _server_user().pw_name, "--", *argv]
+        env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+        return subprocess.run(argv, capture_output=True, text=True, env=env, check=check)
 
     def running(self) -> bool:
         if not (self.datadir / "PG_VERSION").exists():
             return False
-        return (
-            subprocess.run([str(self.pg_ctl), "status", "-D", str(self.datadir)], capture_output=True).returncode == 0
-        )
+        return self.pg_ctl("status", "-D", str(self.datadir)).returncode == 0
 
     def stop(self) -> bool:
         if not self.running():
             return False
-        subprocess.run(
-            [str(self.pg_ctl), "stop", "-D", str(self.datadir), "-m", "fast"], capture_output=True, check=True
-        )
+        self.pg_ctl("stop", "-D", str(self.datadir), "-m", "fast", check=True)
         return True
 
 
 def local_server(project_dir: Path, pg_bin: Path | None = None) -> LocalServer:
     """The project's local server (not necessarily running)."""
     basedir = local_basedir(project_dir)
-    pg_ctl = _prepare_basedir(pg_bin or find_pg_bin(), basedir)
+    basedir.mkdir(parents=True, exist_ok=True)
     port_file = basedir / "port"
     port = int(port_file.read_text()) if port_file.exists() else free_port()
     port_file.write_text(str(port))
-    return LocalServer(basedir, port, pg_ctl)
+    if os.geteuid() == 0:
+        user = _server_user()
+        os.chown(basedir, user.pw_uid, user.pw_gid)
+    return LocalServer(basedir, port, pg_bin or find_pg_bin())
+
+
+def _own(path: Path, mode: int) -> None:
+    """As root: hand ``path`` to the server's OS user (it must read or enter it); set its mode."""
+    if os.geteuid() == 0:
+        user = _server_user()
+        os.chown(path, user.pw_uid, user.pw_gid)
+    path.chmod(mode)
+
+
+def _write_passfile(server: LocalServer, password: str) -> None:
+    fd = os.open(server.passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(f"127.0.0.1:*:*:postgres:{password}\n")
+    server.passfile.chmod(0o600)
+
+
+def _initdb(server: LocalServer) -> None:
+    """A new data directory: scram-sha-256 over TCP, trust on the private socket, a new password."""
+    password = secrets.token_urlsafe(24)
+    pwfile = server.basedir / "initdb-password"
+    pwfile.write_text(password + "\n")
+    _own(pwfile, 0o600)
+    try:
+        options = f"--username=postgres --auth-local=trust --auth-host=scram-sha-256 --pwfile={pwfile}"
+        result = server.pg_ctl("initdb", "-D", str(server.datadir), "-o", options)
+    finally:
+        pwfile.unlink(missing_ok=True)
+    if result.returncode != 0:
+        raise EmbeddedServerError(f"initdb failed in {server.datadir}: {result.stderr.strip()[-300:]}")
+    _write_passfile(server, password)
+
+
+def _write_hba(server: LocalServer) -> None:
+    hba = server.datadir / "pg_hba.conf"
+    hba.write_text(LOCAL_HBA)
+    _own(hba, 0o600)
 
 
 def start_local_server(project_dir: Path) -> tuple[LocalServer, bool]:
     """Start the project's server if it is not running (initialising it the first time);
-    returns it and whether it was started now. The database ``globalcart`` exists after."""
+    returns it and whether it was started now. The database ``globalcart`` exists after. A data
+    directory from before passwords (trust everywhere) is given one at its next start."""
     pg_bin = find_pg_bin()
     require_pg_cron(pg_bin)
     server = local_server(project_dir, pg_bin)
-    if server.running():
+    if server.running() and server.passfile.exists():
         return server, False
-    env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+    server.stop()
+    (server.basedir / "pg_ctl-as-user").unlink(missing_ok=True)  # an older driver's wrapper: never run again
     if not (server.datadir / "PG_VERSION").exists():
-        result = subprocess.run(
-            [str(server.pg_ctl), "initdb", "-D", str(server.datadir), "-o", "--auth=trust --username=postgres"],
-            capture_output=True, text=True, env=env, check=False,
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise EmbeddedServerError(f"initdb failed in {server.datadir}: {result.stderr.strip()[-300:]}")
+        _initdb(server)
+    legacy = not server.passfile.exists()
+    _write_hba(server)
+    server.socket_dir.mkdir(exist_ok=True)
+    _own(server.socket_dir, 0o700)
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=0.2):
             server.port = free_port()  # the saved port is taken by something else
@@ -302,16 +377,20 @@ def start_local_server(project_dir: Path) -> tuple[LocalServer, bool]:
     except OSError:
         pass
     options = (
-        f"-p {server.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='{server.basedir}' "
-        + server_options(LOCAL_DATABASE)
+        f"-p {server.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='{server.socket_dir}' "
+        f"-c cron.host='{server.socket_dir}' -c password_encryption=scram-sha-256 " + server_options(LOCAL_DATABASE)
     )
-    result = subprocess.run(
-        [str(server.pg_ctl), "start", "-w", "-D", str(server.datadir), "-l", str(server.basedir / "postgresql.log"),
-         "-o", options],
-        capture_output=True, text=True, env=env, check=False,
-    )  # fmt: skip
+    result = server.pg_ctl("start", "-w", "-D", str(server.datadir), "-l", str(server.basedir / "postgresql.log"),
+                           "-o", options)  # fmt: skip
     if result.returncode != 0:
         raise EmbeddedServerError(f"the local PostgreSQL did not start; see {server.basedir / 'postgresql.log'}")
+    if legacy:  # over the private socket (trusted), give postgres a password
+        password = secrets.token_urlsafe(24)
+        with psycopg.connect(host=str(server.socket_dir), port=server.port, user="postgres", dbname="postgres",
+                             autocommit=True) as conn:  # fmt: skip
+            verifier = conn.pgconn.encrypt_password(password.encode(), b"postgres", b"scram-sha-256").decode()
+            conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(verifier)))
+        _write_passfile(server, password)
     with psycopg.connect(server.dsn("postgres"), autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (LOCAL_DATABASE,)).fetchone():
             conn.execute(f"CREATE DATABASE {LOCAL_DATABASE}")

@@ -22,6 +22,8 @@ from datetime import datetime, timedelta
 import psycopg
 from faker import Faker
 
+from driver.errors import DriverError
+
 # The row layout of each source the generator makes: the business columns of its staging table
 # (globalcart.etl_sources), in the order of the tuples below. tests/test_registry.py checks it
 # against the database.
@@ -102,8 +104,25 @@ class Ids:
 
     @classmethod
     def after_existing(cls, conn: psycopg.Connection) -> Ids:
+        """After the ids in the warehouse — and in staging, where this role may read it (a producer
+        that is only a globalcart_loader may not: it relies on staging having been refreshed)."""
+        readable = {
+            name
+            for (name,) in conn.execute(
+                "SELECT c.relname FROM pg_class c WHERE c.relnamespace = 'globalcart'::regnamespace "
+                "AND c.relkind IN ('r', 'p') AND has_table_privilege(c.oid, 'SELECT')"
+            ).fetchall()
+        }
+
         def top(column: str, *tables: str) -> int:
-            parts = " UNION ALL ".join(f"SELECT max({column}) AS m FROM globalcart.{t}" for t in tables)
+            if not readable & set(tables):
+                raise DriverError(
+                    f"the simulator reads globalcart.{tables[0]} to continue its ids: run it as a member of "
+                    "globalcart_reader (and globalcart_loader, to stage)."
+                )
+            parts = " UNION ALL ".join(
+                f"SELECT max({column}) AS m FROM globalcart.{t}" for t in tables if t in readable
+            )
             row = conn.execute(f"SELECT coalesce(max(m), 0) FROM ({parts}) x").fetchone()
             return int(row[0]) + 1 if row else 1
 

@@ -5,7 +5,6 @@ preloaded where asked; as root, run as the ``postgres`` user through a pg_ctl wr
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 from pytest_postgresql.executors import PostgreSQLExecutor
@@ -22,7 +21,7 @@ class TestServer(EmbeddedServer):
         try:
             self.executor.stop()
         finally:
-            shutil.rmtree(self.basedir, ignore_errors=True)
+            self.remove_files()
 
 
 def start_test_server(**options: Any) -> TestServer:
@@ -43,6 +42,6 @@ def start_test_server(**options: Any) -> TestServer:
     try:
         server.executor.start()
     except Exception as exc:  # the server log says why; point at it
-        shutil.rmtree(server.basedir, ignore_errors=True)
+        server.remove_files()
         raise EmbeddedServerError(f"the test PostgreSQL did not start ({exc}); see {server.logfile}") from exc
     return server

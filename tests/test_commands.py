@@ -48,7 +48,7 @@ def test_demo_runs_end_to_end_and_the_kpis_move(dsn):
 
 
 @pytest.mark.slow
-def test_demo_without_a_database_starts_its_own_server():
+def test_demo_without_a_database_starts_its_own_server_that_admits_only_who_it_should():
     home = Path(tempfile.mkdtemp(prefix="globalcart-demo-"))
     home.chmod(0o755)  # as root, the server runs as another user, who must reach its data
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"GLOBALCART_HOME": str(home / "data")}
@@ -57,13 +57,34 @@ def test_demo_without_a_database_starts_its_own_server():
         result = subprocess.run([*cmd, "demo", "--orders", "1000"], cwd=ROOT, env=env, capture_output=True,
                                 text=True, timeout=300)  # fmt: skip
         assert result.returncode == 0, result.stderr
-        dsn = re.search(r"connect with: psql (\S+)", result.stdout).group(1)
+        dsn = re.search(r"connect with: psql '(\S+)'", result.stdout).group(1)
+        passfile = Path(re.search(r"passfile=(\S+)", dsn).group(1))
+        password = passfile.read_text().strip().rsplit(":", 1)[1]
+        assert len(password) >= 24 and password not in result.stdout + result.stderr  # said where, never what
+        assert passfile.stat().st_mode & 0o777 == 0o600 and passfile.stat().st_uid == os.geteuid()
         with psycopg.connect(dsn, autocommit=True) as conn:
             assert scalar(conn, "SELECT count(*) FROM pg_extension WHERE extname = 'pg_cron'") == 1
             assert scalar(conn, "SELECT count(*) FROM globalcart.fact_orders") > 1000
+            assert scalar(conn, "SHOW listen_addresses") == "127.0.0.1"
+            socket_dir = Path(scalar(conn, "SHOW unix_socket_directories"))
+        assert socket_dir.stat().st_mode & 0o777 == 0o700  # only the server's OS user enters it
+        without_password = dsn.split("?")[0]
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(without_password, connect_timeout=5).close()
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(without_password + "?password=guess", connect_timeout=5).close()
         status = subprocess.run([*cmd, "server", "status"], cwd=ROOT, env=env, capture_output=True, text=True)
         assert status.stdout.startswith("running: ")
         assert (home / "data" / "pgdata" / "PG_VERSION").exists()  # the data lives where it was asked to
+
+        # a data directory from before passwords: no passfile yet; its next start gives it one
+        subprocess.run([*cmd, "server", "stop"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+        passfile.unlink()
+        again = subprocess.run([*cmd, "server", "start"], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert again.returncode == 0, again.stderr
+        assert passfile.exists() and passfile.read_text().strip().rsplit(":", 1)[1] != password
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            assert scalar(conn, "SELECT count(*) FROM globalcart.fact_orders") > 1000
     finally:
         stopped = subprocess.run([*cmd, "server", "stop"], cwd=ROOT, env=env, capture_output=True, text=True)
         shutil.rmtree(home, ignore_errors=True)

@@ -5,7 +5,8 @@
 -- column of the table; PUBLIC gets nothing. Roles are given to people with
 -- GRANT globalcart_reader TO alice (or `globalcart grant alice --role reader`).
 --
---   globalcart_loader     USAGE; INSERT on the business columns of every stg_* table (COPY with
+-- Every group role: USAGE on the schema, SELECT on the registry of sources (etl_sources).
+--   globalcart_loader     INSERT on the business columns of every stg_* table (COPY with
 --                         the business column list works, naming a bookkeeping column does not);
 --                         SELECT on etl_watermarks
 --   globalcart_refresher  run_incremental_refresh(), drain_staging(), refresh_for(),
@@ -36,6 +37,8 @@ BEGIN
     EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA globalcart FROM %I', v_group);
     EXECUTE format('REVOKE ALL ON ALL ROUTINES IN SCHEMA globalcart FROM %I', v_group);
     EXECUTE format('GRANT USAGE ON SCHEMA globalcart TO %I', v_group);
+    -- the registry of sources: which tables there are (the driver reads it), no data
+    EXECUTE format('GRANT SELECT ON globalcart.etl_sources TO %I', v_group);
   END LOOP;
 
   -- loader: the business columns of each staging table (those its fact or dimension has too)
