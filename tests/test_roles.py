@@ -175,3 +175,17 @@ def test_a_second_warehouse_on_the_same_server_gets_the_same_roles(empty_dsn):
             "globalcart_owner"
         )
         assert scalar(conn, "SELECT has_table_privilege('globalcart_reader', 'globalcart.fact_orders', 'SELECT')")
+
+
+def test_the_refresh_works_where_public_lost_the_temporary_privilege(dsn, members):
+    """Hardened servers revoke TEMPORARY from PUBLIC; the refresh's work tables are the owner's."""
+    from driver.migrate import migrate
+
+    database = dsn.rsplit("/", 1)[1]
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC")
+        stage(admin, "orders", [order(1)])
+    with psycopg.connect(dsn) as conn:  # this database is a clone: its own grants come with its migrate
+        migrate(conn, with_cron=False)
+    with _as(dsn, members["refresher"]) as refresher:
+        assert refresh(refresher)["orders"]["inserted"] == 1

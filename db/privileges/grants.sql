@@ -29,6 +29,8 @@ BEGIN
   REVOKE ALL ON ALL ROUTINES IN SCHEMA globalcart FROM PUBLIC;
   -- routines created later by the owner: no EXECUTE for PUBLIC either
   ALTER DEFAULT PRIVILEGES FOR ROLE globalcart_owner REVOKE EXECUTE ON ROUTINES FROM PUBLIC;
+  -- the refresh creates its temporary work tables as the owner, also where PUBLIC lost TEMPORARY
+  EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO globalcart_owner', current_database());
 
   FOREACH v_group IN ARRAY ARRAY['globalcart_loader', 'globalcart_refresher', 'globalcart_reader',
                                  'globalcart_auditor']
