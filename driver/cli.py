@@ -22,7 +22,6 @@ from driver.output import fmt_number, render_table
 
 EXIT_CRON_UNAVAILABLE = 3
 EXIT_UNHEALTHY = 4
-COUNT_COLUMNS = ("claimed", "inserted", "updated", "stale", "duplicate", "rejected", "deferred", "backlog")
 
 
 def _add_dsn(parser: argparse.ArgumentParser) -> None:
