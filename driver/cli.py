@@ -82,6 +82,12 @@ def _timestamp(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _country(text: str) -> str:
+    if len(text) != 2 or not text.isalpha():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a two-letter country code (e.g. DE)")
+    return text.upper()
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -134,6 +140,33 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         else:
             print("(its values are for globalcart_reader members: globalcart compare, or SELECT … FROM "
                   "globalcart.kpi_snapshots)")  # fmt: skip
+    return 0
+
+
+def _slice_text(args: argparse.Namespace) -> str:
+    span = (
+        f"orders from {args.from_ts.isoformat() if args.from_ts else 'the first'} "
+        f"to {args.to_ts.isoformat() if args.to_ts else 'the last'} (sessions by first event)"
+    )
+    return f"{span}, {'country ' + args.country if args.country else 'every country'}, " \
+           f"{'channel ' + args.channel if args.channel else 'every channel'}"  # fmt: skip
+
+
+def cmd_kpis(args: argparse.Namespace) -> int:
+    with db.connect(db.resolve_dsn(args.dsn)) as conn:
+        _require_schema(conn, "globalcart.kpi_daily")
+        rows = conn.execute(
+            "SELECT kpi_name, kpi_value FROM globalcart.kpi_values(%s, %s, %s, %s) ORDER BY kpi_order",
+            (args.from_ts, args.to_ts, args.country, args.channel),
+        ).fetchall()
+    print(f"KPIs of {_slice_text(args)}")
+    values = dict(rows)
+    if args.from_ts and args.to_ts and args.from_ts >= args.to_ts:
+        print("empty slice: --from is not before --to, so no order or session is in it (counts 0, ratios n/a).")
+    elif not values.get("orders") and not values.get("units") and values.get("conversion_rate") is None:
+        print("empty slice: no order or session matches it (counts 0, ratios n/a); check the bounds, country and "
+              "channel.")  # fmt: skip
+    print(render_table(["kpi", "value"], [[name, fmt_number(value)] for name, value in rows]))
     return 0
 
 
@@ -371,6 +404,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dsn(p)
     p.add_argument("label", help="e.g. before, after")
     p.set_defaults(func=cmd_snapshot)
+
+    p = commands.add_parser(
+        "kpis",
+        help="the KPIs of a slice: a time range, a country, a channel (globalcart.kpi_values)",
+        description="Print the fourteen KPIs over the orders with order_ts in [--from, --to) of a country and "
+        "channel (and the sessions whose first event is in the range, in that channel), read from the summaries the "
+        "refresh keeps. Without options: the whole warehouse. Funnel KPIs are n/a when --country is given.",
+    )
+    _add_dsn(p)
+    p.add_argument("--from", dest="from_ts", type=_timestamp, metavar="TS", help="start, included (default: none)")
+    p.add_argument("--to", dest="to_ts", type=_timestamp, metavar="TS", help="end, excluded (default: none)")
+    p.add_argument("--country", type=_country, help="two-letter country code, e.g. DE (default: all)")
+    p.add_argument("--channel", help="e.g. web, app (default: all)")
+    p.set_defaults(func=cmd_kpis)
 
     p = commands.add_parser("compare", help="the latest snapshots of two labels side by side")
     _add_dsn(p)

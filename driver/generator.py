@@ -15,7 +15,8 @@ import math
 import random
 import unicodedata
 import uuid
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -148,6 +149,35 @@ class Batch:
         return sum(len(r) for r in self.rows.values())
 
 
+class Customers(Sequence[tuple[int, str, str]]):
+    """The customers orders are drawn from, as (customer_id, country, currency), held compactly (an
+    id and a market number each: ten bytes a customer, not a tuple of objects), so that a seed of
+    millions of customers fits in little memory."""
+
+    def __init__(self, markets: list[tuple[str, str]]):
+        self._markets = markets  # (country, currency) by number
+        self._index = {m: i for i, m in enumerate(markets)}
+        self._ids = array("q")
+        self._market = array("H")
+
+    def append(self, customer: tuple[int, str, str]) -> None:
+        cid, country, currency = customer
+        key = (country, currency)
+        if key not in self._index:
+            self._index[key] = len(self._markets)
+            self._markets.append(key)
+        self._ids.append(cid)
+        self._market.append(self._index[key])
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return (self._ids[i], *self._markets[self._market[i]])
+
+
 class Generator:
     """Deterministic generator of customers, products, orders and their related rows."""
 
@@ -166,7 +196,7 @@ class Generator:
         fake.seed_instance(seed)
         self.words = sorted({w.capitalize() for w in fake.words(400)})
         self.email_domains = sorted({fake.free_email_domain() for _ in range(50)})
-        self.customers: list[tuple[int, str, str]] = []  # (customer_id, country, currency)
+        self.customers = Customers([(m[0], m[1]) for m in self.markets])  # (customer_id, country, currency)
         self.products: list[tuple[int, int]] = []  # (product_id, list price in cents USD)
         self._product_cum: list[float] = []
 
@@ -207,15 +237,15 @@ class Generator:
 
     def load_dimensions(self, conn: psycopg.Connection) -> None:
         """Use the customers and products already in the warehouse (for deltas)."""
-        self.customers = [
-            (cid, country.strip(), currency)
-            for cid, country, currency in conn.execute(
+        self.customers = Customers([(m[0], m[1]) for m in self.markets])
+        with conn.cursor() as cur:  # streamed: a warehouse's customers are never all in memory as rows
+            for cid, country, currency in cur.stream(
                 """SELECT c.customer_id, c.country_code,
                           coalesce((SELECT o.currency FROM globalcart.fact_orders o
                                      WHERE o.customer_id = c.customer_id LIMIT 1), 'USD')
                    FROM globalcart.dim_customer c WHERE NOT c.is_inferred ORDER BY c.customer_id"""
-            ).fetchall()
-        ]
+            ):
+                self.customers.append((cid, country.strip(), currency))
         self.products = [
             (pid, int(price * 100))
             for pid, price in conn.execute(

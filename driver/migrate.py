@@ -5,6 +5,9 @@ creates roles, hands objects over and creates the pg_cron extension.
 
 Migrations are forward-only and recorded in ``globalcart.schema_migrations`` with a checksum;
 a recorded migration whose file has changed since is an error (add a new file instead).
+A migration may end with lines ``-- after routines: <SQL>``: statements that need the routines (a
+summary computed by a function, say), run once, at the end of the routine files' transaction of
+the migrate that applied it.
 Routine files (db/functions, db/triggers, db/views) are ``CREATE OR REPLACE`` and re-applied on
 every run, in one transaction, so running ``migrate`` twice changes nothing; a function of the
 schema that no routine file defines any more (a removed file, an old overload) is dropped, so an
@@ -52,6 +55,7 @@ class MigrateReport:
     already_applied: int = 0
     routine_files: int = 0
     dropped: list[str] = field(default_factory=list)  # functions no routine file defines any more
+    after_routines: list[tuple[str, str]] = field(default_factory=list)  # (migration, SQL) still to run
     cron: CronStatus | None = None
 
 
@@ -129,6 +133,19 @@ def apply_migrations(conn: psycopg.Connection, sql_dir: Path, report: MigrateRep
         except psycopg.Error as exc:
             raise _file_error(path, sql_dir, exc) from None
         report.applied.append(path.name)
+        report.after_routines += [(path.name, sql) for sql in after_routines(text)]
+
+
+AFTER_ROUTINES = "-- after routines:"
+
+
+def after_routines(text: str) -> list[str]:
+    """The ``-- after routines: <SQL>`` lines of a migration."""
+    return [
+        line.strip()[len(AFTER_ROUTINES) :].strip()
+        for line in text.splitlines()
+        if line.strip().startswith(AFTER_ROUTINES)
+    ]
 
 
 OWNER = "globalcart_owner"
@@ -177,6 +194,17 @@ def apply_routines(conn: psycopg.Connection, sql_dir: Path, report: MigrateRepor
                 ) from None
             report.dropped.append(signature)
     report.routine_files = len(files)
+    for name, sql in report.after_routines:  # each in a transaction of its own, once the routines are in
+        try:
+            with conn.transaction():
+                if _owner_exists(conn):
+                    conn.execute(f"SET LOCAL ROLE {OWNER}")
+                conn.execute(sql)
+        except psycopg.Error as exc:
+            raise DriverError(
+                f"{name}: its step after the routines failed ({first_line(exc)}); fix the cause and run "
+                f"`{sql}` in psql (the migration itself is applied)."
+            ) from None
 
 
 def cron_status(conn: psycopg.Connection) -> CronStatus:

@@ -20,6 +20,8 @@ from driver import db
 from driver.generator import SESSIONS_PER_ORDER, Batch, Generator, Ids, usd_rates
 from driver.staging import copy_batch
 
+CUSTOMER_CHUNK = 100_000
+
 
 @dataclass
 class SeedReport:
@@ -49,14 +51,16 @@ def seed_history(
     gen = Generator(seed, usd_rates(conn))
     ids = Ids.after_existing(conn)
     conn.commit()
-    first = Batch()
-    first.rows["customers"] = gen.make_customers(ids, max(50, orders // 4), as_of)
-    first.rows["products"] = gen.make_products(ids, min(5000, max(30, orders // 50)), as_of)
     start = as_of - timedelta(days=days)
     span = (as_of - start).total_seconds()
-    order_times = sorted(start + timedelta(seconds=gen.rng.uniform(0, span)) for _ in range(orders))
     sessions = max(1, round(orders * SESSIONS_PER_ORDER))
-    session_starts = sorted(start + timedelta(seconds=gen.rng.uniform(0, span)) for _ in range(sessions))
+    rng = gen.rng
+
+    def times(lo: int, hi: int, total: int) -> list[datetime]:
+        """The ``lo``-th to ``hi``-th of ``total`` sorted uniform times over the history: drawn
+        within the chunk's own share of the span, so that no list of every time is held."""
+        a, b = span * lo / total, span * hi / total
+        return [start + timedelta(seconds=x) for x in sorted(rng.uniform(a, b) for _ in range(hi - lo))]
 
     done = threading.Event()
     landed: Queue[tuple[int, int] | BaseException | None] = Queue()
@@ -64,17 +68,26 @@ def seed_history(
     def produce() -> None:
         try:
             with psycopg.connect(producer_dsn, application_name="globalcart-seed") as producer:
-                batch = first
+                # customers in chunks of their own, each COPYed and let go: a seed of millions of
+                # customers never holds their rows at once (the generator keeps ten bytes of each)
+                customers = max(50, orders // 4)
+                for lo in range(0, customers, CUSTOMER_CHUNK):
+                    batch = Batch()
+                    batch.rows["customers"] = gen.make_customers(ids, min(CUSTOMER_CHUNK, customers - lo), as_of)
+                    copy_batch(producer, batch)
+                    landed.put((0, batch.count()))
+                batch = Batch()
+                batch.rows["products"] = gen.make_products(ids, min(5000, max(30, orders // 50)), as_of)
                 order_ids: list[int] = []
                 for lo in range(0, max(orders, 1), chunk_orders):
-                    chunk_times = order_times[lo : lo + chunk_orders]
+                    chunk_times = times(lo, min(orders, lo + chunk_orders), max(orders, 1))
                     first_id = ids.order
                     for ts in chunk_times:
                         gen.make_order(ids, batch, ts, as_of)
                     order_ids = list(range(first_id, ids.order))
                     s_lo = lo * sessions // max(orders, 1)
                     s_hi = (lo + len(chunk_times)) * sessions // max(orders, 1)
-                    for ts in session_starts[s_lo:s_hi]:
+                    for ts in times(s_lo, s_hi, sessions):
                         gen.make_session(batch, ts, order_ids, as_of)
                     copy_batch(producer, batch)
                     landed.put((batch.orders, batch.count()))

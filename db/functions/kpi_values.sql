@@ -1,87 +1,175 @@
--- globalcart.kpi_values(): the current value of every KPI of CONTRACT section 3, in contract
--- order (kpi_order 1-14). Money is USD: amount * dim_currency.usd_rate (a return is in its
--- order's currency). "Live" orders are those not CANCELLED; a session is a distinct
--- session_id; a ratio with a zero denominator is NULL. Values are unrounded. The funnel KPIs
--- (11-14) exist only when fact_funnel_events exists. Scans every fact.
-CREATE OR REPLACE FUNCTION globalcart.kpi_values()
+-- globalcart.kpi_values(from_ts, to_ts, country_code, channel): the fourteen KPIs of CONTRACT
+-- section 3 over a slice, in contract order (kpi_order 1-14); with no arguments, over the whole
+-- warehouse (what snapshot_kpis stores). NULL means no bound.
+--   - Order-grain KPIs (1-10) count the orders with order_ts in [from_ts, to_ts) of that country
+--     and channel, with all their items, payments, shipments and returns.
+--   - Funnel KPIs (11-14) count the sessions whose first event is in [from_ts, to_ts), in that
+--     channel (the channel of the first event); they are NULL when a country is given (a session
+--     has none) and absent when fact_funnel_events does not exist.
+-- Served from the summaries the refresh keeps (kpi_order_summary, kpi_funnel_summary): the whole
+-- UTC days of the range are read from them, so the cost follows the number of days. A bound
+-- that is not a UTC midnight leaves a part of a day at either end, which is computed from the
+-- facts (orders by order_ts) and from kpi_session_state (sessions by first event) — an index
+-- range of at most a day each. Money is USD with today's dim_currency.usd_rate; a ratio with a
+-- zero denominator is NULL; an empty slice (from_ts not before to_ts, a country or channel with
+-- no data) gives counts and sums 0 and ratios NULL.
+CREATE OR REPLACE FUNCTION globalcart.kpi_values(
+    from_ts timestamptz DEFAULT NULL, to_ts timestamptz DEFAULT NULL,
+    country_code char(2) DEFAULT NULL, channel text DEFAULT NULL)
   RETURNS TABLE (kpi_order integer, kpi_name text, kpi_value numeric)
   LANGUAGE plpgsql STABLE
   SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_orders bigint; v_gmv numeric; v_net numeric; v_units bigint; v_returned bigint; v_delivered bigint;
-  v_refunds numeric; v_shipped bigint; v_breached bigint; v_payments bigint; v_failed bigint;
+  v_from timestamptz := kpi_values.from_ts;
+  v_to timestamptz := kpi_values.to_ts;
+  v_country char(2) := kpi_values.country_code;
+  v_channel text := kpi_values.channel;
+  v_day_from date;   -- whole days [v_day_from, v_day_to) from the summaries (NULL: unbounded)
+  v_day_to date;
+  v_whole boolean;   -- any whole day in the range
+  v_edges tstzrange[] := '{}'::tstzrange[];  -- parts of days, from the facts
+  v_edge tstzrange;
+  o record;          -- order-grain sums, USD
+  f record;          -- funnel sums
+  e record;
   v_sla numeric;
 BEGIN
-  SELECT count(*), coalesce(sum(o.gross_amount * c.usd_rate), 0), coalesce(sum(o.net_amount * c.usd_rate), 0)
-    INTO v_orders, v_gmv, v_net
-    FROM globalcart.fact_orders o
-    JOIN globalcart.dim_currency c ON c.currency_code = o.currency
-   WHERE o.order_status <> 'CANCELLED';
+  SELECT 0::bigint AS orders, 0::numeric AS gross, 0::numeric AS net, 0::bigint AS units, 0::bigint AS returned,
+         0::bigint AS delivered, 0::numeric AS refunds, 0::bigint AS shipped, 0::bigint AS breached,
+         0::bigint AS payments, 0::bigint AS failed
+    INTO o;
+  SELECT 0::bigint AS sessions, 0::bigint AS purchased, 0::bigint AS carted, 0::bigint AS abandoned,
+         0::numeric AS lost_failures, 0::numeric AS lost_abandonment
+    INTO f;
 
-  SELECT count(*) FILTER (WHERE o.order_status = 'RETURNED'),
-         count(*) FILTER (WHERE o.order_status IN ('DELIVERED', 'COMPLETED', 'RETURNED'))
-    INTO v_returned, v_delivered
-    FROM globalcart.fact_orders o;
+  IF v_from IS NULL OR v_to IS NULL OR v_from < v_to THEN
+    -- whole UTC days inside [v_from, v_to)
+    v_day_from := (v_from AT TIME ZONE 'UTC')::date;
+    IF (v_day_from::timestamp AT TIME ZONE 'UTC') < v_from THEN
+      v_day_from := v_day_from + 1;
+    END IF;
+    v_day_to := (v_to AT TIME ZONE 'UTC')::date;
+    v_whole := v_day_from IS NULL OR v_day_to IS NULL OR v_day_from < v_day_to;
+    IF NOT v_whole THEN
+      v_edges := ARRAY[tstzrange(v_from, v_to, '[)')];
+    ELSE
+      IF v_from IS NOT NULL AND v_from < (v_day_from::timestamp AT TIME ZONE 'UTC') THEN
+        v_edges := v_edges || tstzrange(v_from, v_day_from::timestamp AT TIME ZONE 'UTC', '[)');
+      END IF;
+      IF v_to IS NOT NULL AND v_to > (v_day_to::timestamp AT TIME ZONE 'UTC') THEN
+        v_edges := v_edges || tstzrange(v_day_to::timestamp AT TIME ZONE 'UTC', v_to, '[)');
+      END IF;
+    END IF;
 
-  SELECT coalesce(sum(i.quantity), 0) INTO v_units
-    FROM globalcart.fact_order_items i
-    JOIN globalcart.fact_orders o ON o.order_id = i.order_id
-   WHERE o.order_status <> 'CANCELLED';
+    IF v_whole THEN
+      SELECT coalesce(sum(s.live_orders), 0)::bigint AS orders,
+             coalesce(sum(s.gross_amount * c.usd_rate), 0) AS gross,
+             coalesce(sum(s.net_amount * c.usd_rate), 0) AS net,
+             coalesce(sum(s.units), 0)::bigint AS units,
+             coalesce(sum(s.returned_orders), 0)::bigint AS returned,
+             coalesce(sum(s.delivered_orders), 0)::bigint AS delivered,
+             coalesce(sum(s.refund_amount * c.usd_rate), 0) AS refunds,
+             coalesce(sum(s.delivered_shipments), 0)::bigint AS shipped,
+             coalesce(sum(s.breached_shipments), 0)::bigint AS breached,
+             coalesce(sum(s.payments), 0)::bigint AS payments,
+             coalesce(sum(s.failed_payments), 0)::bigint AS failed
+        INTO o
+        FROM globalcart.kpi_order_summary s
+        JOIN globalcart.dim_currency c ON c.currency_code = s.currency
+       WHERE (v_day_from IS NULL OR s.order_day >= v_day_from)
+         AND (v_day_to IS NULL OR s.order_day < v_day_to)
+         AND (v_country IS NULL OR s.country_code = v_country)
+         AND (v_channel IS NULL OR s.channel = v_channel);
+      SELECT coalesce(sum(s.sessions), 0)::bigint AS sessions,
+             coalesce(sum(s.purchased_sessions), 0)::bigint AS purchased,
+             coalesce(sum(s.carted_sessions), 0)::bigint AS carted,
+             coalesce(sum(s.abandoned_sessions), 0)::bigint AS abandoned,
+             coalesce(sum(s.lost_failures_usd), 0) AS lost_failures,
+             coalesce(sum(s.lost_abandonment_usd), 0) AS lost_abandonment
+        INTO f
+        FROM globalcart.kpi_funnel_summary s
+       WHERE (v_day_from IS NULL OR s.session_day >= v_day_from)
+         AND (v_day_to IS NULL OR s.session_day < v_day_to)
+         AND (v_channel IS NULL OR s.channel = v_channel);
+    END IF;
 
-  SELECT coalesce(sum(r.refund_amount * c.usd_rate), 0) INTO v_refunds
-    FROM globalcart.fact_returns r
-    JOIN globalcart.fact_orders o ON o.order_id = r.order_id
-    JOIN globalcart.dim_currency c ON c.currency_code = o.currency
-   WHERE r.return_status = 'REFUNDED';
+    FOREACH v_edge IN ARRAY v_edges LOOP
+      -- orders of part of a day, and their children, straight from the facts
+      SELECT count(*) FILTER (WHERE x.live) AS orders,
+             coalesce(sum(x.gross_amount * x.usd_rate) FILTER (WHERE x.live), 0) AS gross,
+             coalesce(sum(x.net_amount * x.usd_rate) FILTER (WHERE x.live), 0) AS net,
+             coalesce(sum(x.units) FILTER (WHERE x.live), 0)::bigint AS units,
+             count(*) FILTER (WHERE x.order_status = 'RETURNED') AS returned,
+             count(*) FILTER (WHERE x.order_status IN ('DELIVERED', 'COMPLETED', 'RETURNED')) AS delivered,
+             coalesce(sum(x.refund_amount * x.usd_rate), 0) AS refunds,
+             coalesce(sum(x.shipped), 0)::bigint AS shipped,
+             coalesce(sum(x.breached), 0)::bigint AS breached,
+             coalesce(sum(x.payments), 0)::bigint AS payments,
+             coalesce(sum(x.failed), 0)::bigint AS failed
+        INTO e
+        FROM (SELECT fo.order_status, fo.order_status <> 'CANCELLED' AS live, fo.gross_amount, fo.net_amount,
+                     c.usd_rate, i.units, r.refund_amount, s.shipped, s.breached, p.payments, p.failed
+                FROM globalcart.fact_orders fo
+                JOIN globalcart.dim_currency c ON c.currency_code = fo.currency
+                LEFT JOIN LATERAL (SELECT sum(fi.quantity) AS units FROM globalcart.fact_order_items fi
+                                    WHERE fi.order_id = fo.order_id) AS i ON true
+                LEFT JOIN LATERAL (SELECT sum(fr.refund_amount) AS refund_amount FROM globalcart.fact_returns fr
+                                    WHERE fr.order_id = fo.order_id AND fr.return_status = 'REFUNDED') AS r ON true
+                LEFT JOIN LATERAL (SELECT count(*) AS shipped, count(*) FILTER (WHERE fs.sla_breached_flag) AS breached
+                                     FROM globalcart.fact_shipments fs
+                                    WHERE fs.order_id = fo.order_id AND fs.delivered_ts IS NOT NULL) AS s ON true
+                LEFT JOIN LATERAL (SELECT count(*) AS payments, count(*) FILTER (WHERE fp.payment_status = 'FAILED') AS failed
+                                     FROM globalcart.fact_payments fp WHERE fp.order_id = fo.order_id) AS p ON true
+               WHERE fo.order_ts >= lower(v_edge) AND fo.order_ts < upper(v_edge)
+                 AND (v_country IS NULL OR fo.country_code = v_country)
+                 AND (v_channel IS NULL OR fo.channel = v_channel)) AS x;
+      SELECT o.orders + e.orders AS orders, o.gross + e.gross AS gross, o.net + e.net AS net,
+             o.units + e.units AS units, o.returned + e.returned AS returned, o.delivered + e.delivered AS delivered,
+             o.refunds + e.refunds AS refunds, o.shipped + e.shipped AS shipped, o.breached + e.breached AS breached,
+             o.payments + e.payments AS payments, o.failed + e.failed AS failed
+        INTO o;
 
-  SELECT count(*), count(*) FILTER (WHERE s.sla_breached_flag) INTO v_shipped, v_breached
-    FROM globalcart.fact_shipments s WHERE s.delivered_ts IS NOT NULL;
-  v_sla := v_breached::numeric / nullif(v_shipped, 0);
+      -- sessions whose first event is in that part of a day
+      SELECT f.sessions + count(*) AS sessions,
+             f.purchased + count(*) FILTER (WHERE k.purchased) AS purchased,
+             f.carted + count(*) FILTER (WHERE k.carted) AS carted,
+             f.abandoned + count(*) FILTER (WHERE k.carted AND NOT k.purchased) AS abandoned,
+             f.lost_failures + coalesce(sum(k.max_cart_value_usd) FILTER (WHERE k.payment_failed AND NOT k.purchased), 0)
+               AS lost_failures,
+             f.lost_abandonment + coalesce(sum(k.max_cart_value_usd)
+                                             FILTER (WHERE k.carted AND NOT k.payment_failed AND NOT k.purchased), 0)
+               AS lost_abandonment
+        INTO f
+        FROM globalcart.kpi_session_state k
+       WHERE k.first_event_ts >= lower(v_edge) AND k.first_event_ts < upper(v_edge)
+         AND (v_channel IS NULL OR k.channel = v_channel);
+    END LOOP;
+  END IF;
 
-  SELECT count(*), count(*) FILTER (WHERE p.payment_status = 'FAILED') INTO v_payments, v_failed
-    FROM globalcart.fact_payments p;
-
+  -- Sums are exact; trim_scale gives each one scale whatever way it was added up, so that a
+  -- ratio of them is the same number to the last digit.
+  v_sla := o.breached::numeric / nullif(o.shipped, 0);
   RETURN QUERY VALUES
-    (1, 'orders', v_orders::numeric),
-    (2, 'gmv_usd', v_gmv),
-    (3, 'net_revenue_usd', v_net - v_refunds),
-    (4, 'aov_usd', v_net / nullif(v_orders, 0)),
-    (5, 'units', v_units::numeric),
-    (6, 'return_rate', v_returned::numeric / nullif(v_delivered, 0)),
-    (7, 'refunds_usd', v_refunds),
+    (1, 'orders', o.orders::numeric),
+    (2, 'gmv_usd', trim_scale(o.gross)),
+    (3, 'net_revenue_usd', trim_scale(o.net - o.refunds)),
+    (4, 'aov_usd', trim_scale(o.net) / nullif(o.orders, 0)),
+    (5, 'units', o.units::numeric),
+    (6, 'return_rate', o.returned::numeric / nullif(o.delivered, 0)),
+    (7, 'refunds_usd', trim_scale(o.refunds)),
     (8, 'sla_breach_rate', v_sla),
     (9, 'on_time_delivery_rate', 1 - v_sla),
-    (10, 'payment_failure_rate', v_failed::numeric / nullif(v_payments, 0));
+    (10, 'payment_failure_rate', o.failed::numeric / nullif(o.payments, 0));
 
   IF to_regclass('globalcart.fact_funnel_events') IS NOT NULL THEN
-    RETURN QUERY
-      WITH sessions AS (
-        SELECT bool_or(f.event_type = 'PURCHASE') AS purchased,
-               bool_or(f.event_type = 'ADD_TO_CART') AS carted,
-               bool_or(f.event_type = 'PAYMENT_FAILED') AS failed,
-               max(f.cart_value_usd) AS cart_value
-          FROM globalcart.fact_funnel_events f
-         GROUP BY f.session_id
-      ), totals AS (
-        SELECT count(*) AS all_sessions,
-               count(*) FILTER (WHERE s.purchased) AS purchased,
-               count(*) FILTER (WHERE s.carted) AS carted,
-               count(*) FILTER (WHERE s.carted AND NOT s.purchased) AS abandoned,
-               coalesce(sum(s.cart_value) FILTER (WHERE s.failed AND NOT s.purchased), 0) AS lost_failures,
-               coalesce(sum(s.cart_value) FILTER (WHERE s.carted AND NOT s.failed AND NOT s.purchased), 0)
-                 AS lost_abandonment
-          FROM sessions s
-      )
-      SELECT v.kpi_order, v.kpi_name, v.kpi_value
-        FROM totals t
-       CROSS JOIN LATERAL (VALUES
-         (11, 'conversion_rate', t.purchased::numeric / nullif(t.all_sessions, 0)),
-         (12, 'cart_abandonment_rate', t.abandoned::numeric / nullif(t.carted, 0)),
-         (13, 'revenue_lost_due_to_failures', t.lost_failures),
-         (14, 'revenue_lost_due_to_abandonment', t.lost_abandonment)) AS v(kpi_order, kpi_name, kpi_value);
+    RETURN QUERY VALUES
+      (11, 'conversion_rate', CASE WHEN v_country IS NULL THEN f.purchased::numeric / nullif(f.sessions, 0) END),
+      (12, 'cart_abandonment_rate', CASE WHEN v_country IS NULL THEN f.abandoned::numeric / nullif(f.carted, 0) END),
+      (13, 'revenue_lost_due_to_failures', CASE WHEN v_country IS NULL THEN trim_scale(f.lost_failures) END),
+      (14, 'revenue_lost_due_to_abandonment', CASE WHEN v_country IS NULL THEN trim_scale(f.lost_abandonment) END);
   END IF;
 END;
 $$;
-COMMENT ON FUNCTION globalcart.kpi_values() IS
-  'Current value of every KPI of CONTRACT section 3 (USD, ratios NULL on an empty denominator), in contract order.';
+COMMENT ON FUNCTION globalcart.kpi_values(timestamptz, timestamptz, char, text) IS
+  'The KPIs of CONTRACT section 3 over a slice (order_ts / first event in [from_ts, to_ts), country, channel; NULL = all), from the summaries the refresh keeps; whole warehouse with no arguments.';

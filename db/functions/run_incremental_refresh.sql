@@ -22,9 +22,12 @@
 --      funnel_events) — each by globalcart.apply_source(), which isolates and rejects rows
 --      that make its batch fail.
 --   7. Derived state: returns turn delivered orders RETURNED.
---   8. Close the run with its summary (globalcart.refresh_summary), which is also returned;
+--   8. The KPI summaries follow: the touched orders' and sessions' old contribution out (noted
+--      right after the claim by globalcart.kpi_summaries_begin), their new one in
+--      (globalcart.kpi_summaries_apply).
+--   9. Close the run with its summary (globalcart.refresh_summary), which is also returned;
 --      each source's "backlog" counts its rows still staged, deferred ones aside.
--- Any error in 2-8 (a lock or statement timeout, a cancel, a bad setting, anything else)
+-- Any error in 2-9 (a lock or statement timeout, a cancel, a bad setting, anything else)
 -- rolls all of it back — facts, audit, watermarks, rejects, and the claim, so staging is
 -- intact — and the call returns {"status": "failed", "error": {"sqlstate", "message"}, …}
 -- after recording a 'failed' etl_runs row. The next call retries the same rows.
@@ -122,6 +125,7 @@ BEGIN
          d_funnel_events AS (DELETE FROM globalcart.stg_funnel_events s
                  WHERE s.stg_id <= (SELECT globalcart.claim_bound('stg_funnel_events', v_max)) RETURNING s.*)
     INSERT INTO pg_temp.gc_claim_funnel_events SELECT * FROM d_funnel_events;
+    PERFORM globalcart.kpi_summaries_begin();
 
     v_stats := '{}'::jsonb;
     FOR v_source IN SELECT s.source_name FROM globalcart.etl_sources s ORDER BY s.apply_order LOOP
@@ -129,6 +133,7 @@ BEGIN
         v_source, globalcart.apply_source(v_source, v_run_id, v_now, v_latest_valid, v_cutoff));
     END LOOP;
     v_returned := globalcart.derive_returned_orders();
+    PERFORM globalcart.kpi_summaries_apply();
     PERFORM globalcart.drop_work_tables();
 
     SELECT jsonb_object_agg(s.source_name, (v_stats -> s.source_name) || jsonb_build_object('backlog', s.staged))
@@ -148,7 +153,7 @@ BEGIN
     GET STACKED DIAGNOSTICS v_sqlstate = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT,
                             v_detail = PG_EXCEPTION_DETAIL, v_hint = PG_EXCEPTION_HINT;
   END;
-  -- Everything of steps 2-8 is rolled back; what is left is to say so, and record it.
+  -- Everything of steps 2-9 is rolled back; what is left is to say so, and record it.
   RETURN globalcart.record_failed_run(v_started, jsonb_strip_nulls(jsonb_build_object(
            'sqlstate', v_sqlstate, 'message', v_message, 'detail', nullif(v_detail, ''),
            'hint', nullif(v_hint, ''))));

@@ -10,10 +10,11 @@
 --                         the business column list works, naming a bookkeeping column does not);
 --                         SELECT on etl_watermarks
 --   globalcart_refresher  run_incremental_refresh(), drain_staging(), refresh_for(),
---                         snapshot_kpis(), purge_history(); pipeline_health; what the scheduled
+--                         snapshot_kpis(), purge_history(), rebuild_kpi_summaries();
+--                         pipeline_health; what the scheduled
 --                         jobs' commands call (job_statement_timeout())
---   globalcart_reader     SELECT on dimensions, facts, kpi_snapshots, pipeline_health;
---                         kpi_values(), compare_kpis()
+--   globalcart_reader     SELECT on dimensions, facts, kpi_* (snapshots, summaries, kpi_daily),
+--                         pipeline_health; kpi_values(), compare_kpis()
 --   globalcart_auditor    globalcart_reader's (it is a member), plus SELECT on audit tables and
 --                         etl_rejects
 DO $$
@@ -64,6 +65,7 @@ BEGIN
   GRANT EXECUTE ON FUNCTION globalcart.follow_loop_end() TO globalcart_refresher;
   GRANT EXECUTE ON FUNCTION globalcart.snapshot_kpis(text) TO globalcart_refresher;
   GRANT EXECUTE ON FUNCTION globalcart.purge_history() TO globalcart_refresher;
+  GRANT EXECUTE ON FUNCTION globalcart.rebuild_kpi_summaries() TO globalcart_refresher;
   GRANT EXECUTE ON FUNCTION globalcart.job_statement_timeout() TO globalcart_refresher;
 
   -- health: refreshers and readers
@@ -78,7 +80,7 @@ BEGIN
   LOOP
     EXECUTE format('GRANT SELECT ON globalcart.%I TO globalcart_reader', v_name);
   END LOOP;
-  GRANT EXECUTE ON FUNCTION globalcart.kpi_values() TO globalcart_reader;
+  GRANT EXECUTE ON FUNCTION globalcart.kpi_values(timestamptz, timestamptz, char, text) TO globalcart_reader;
   GRANT EXECUTE ON FUNCTION globalcart.compare_kpis(text, text) TO globalcart_reader;
 
   -- auditor: the old versions and the quarantine (they hold personal data)
