@@ -119,6 +119,14 @@ KEYS = {
     "fact_returns": ["order_id", "return_id"],
     "fact_funnel_events": ["session_id", "event_id"],
 }
+PARTITION_COLUMN = {
+    "fact_orders": ["order_ts"],
+    "fact_order_items": ["order_ts"],
+    "fact_payments": ["order_ts"],
+    "fact_shipments": ["order_ts"],
+    "fact_returns": ["order_ts"],
+    "fact_funnel_events": ["event_ts"],
+}
 
 
 def _columns(conn, table):
@@ -174,7 +182,8 @@ def test_primary_keys_are_distribution_ready(conn, table):
                           WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY k.n""",
         f"globalcart.{table}",
     )
-    assert [c[0] for c in cols] == KEYS[table]
+    # CONTRACT 1: the contract's key, then the partition column of a table partitioned by time
+    assert [c[0] for c in cols] == KEYS[table] + PARTITION_COLUMN.get(table, [])
 
 
 @pytest.mark.parametrize("table", list(CONTRACT))

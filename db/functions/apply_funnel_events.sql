@@ -67,6 +67,10 @@ BEGIN
   v_inferred_products := globalcart.add_inferred_products(
     ARRAY(SELECT w.product_id FROM pg_temp.gc_win_funnel_events w), p_now);
 
+  PERFORM globalcart.add_month_partitions('fact_funnel_events', ARRAY(
+    SELECT DISTINCT date_trunc('month', w.event_ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+      FROM pg_temp.gc_win_funnel_events w));
+
   WITH appended AS (
     INSERT INTO globalcart.fact_funnel_events
            (event_id, session_id, customer_id, event_ts, event_type, product_id, order_id,
@@ -74,7 +78,7 @@ BEGIN
     SELECT w.event_id, w.session_id, w.customer_id, w.event_ts, w.event_type, w.product_id, w.order_id,
            w.cart_value_usd, w.channel, w.updated_at
     FROM pg_temp.gc_win_funnel_events w
-    ON CONFLICT (session_id, event_id) DO NOTHING
+    ON CONFLICT (session_id, event_id, event_ts) DO NOTHING
     RETURNING updated_at
   )
   SELECT count(*), max(a.updated_at) INTO v_inserted, v_applied_max FROM appended a;

@@ -17,6 +17,7 @@ CREATE OR REPLACE FUNCTION globalcart.apply_order_items(
   SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+  v_candidates bigint; v_existing bigint; v_changed bigint;
   v_claimed bigint; v_rejected bigint; v_winners bigint; v_duplicate bigint; v_stale bigint;
   v_moved bigint; v_orphans bigint; v_deferred bigint; v_inserted bigint; v_updated bigint;
   v_applied_max timestamptz; v_inferred bigint;
@@ -83,22 +84,27 @@ BEGIN
 
   v_inferred := globalcart.add_inferred_products(ARRAY(SELECT w.product_id FROM pg_temp.gc_win_order_items w), p_now);
 
+  -- (a partitioned table cannot say in RETURNING whether a row was inserted: count the stored keys)
+  SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM globalcart.fact_order_items f WHERE f.order_id = w.order_id AND f.order_item_id = w.order_item_id AND f.order_ts = w.order_ts))
+    INTO v_candidates, v_existing
+    FROM pg_temp.gc_win_order_items w;
+
   WITH upserted AS (
     INSERT INTO globalcart.fact_order_items AS t
-           (order_item_id, order_id, product_id, quantity, unit_price, discount_amount, line_amount, updated_at)
+           (order_item_id, order_id, product_id, quantity, unit_price, discount_amount, line_amount, updated_at, order_ts)
     SELECT w.order_item_id, w.order_id, w.product_id, w.quantity, w.unit_price, w.discount_amount,
-           w.line_amount, w.updated_at
+           w.line_amount, w.updated_at, w.order_ts
     FROM pg_temp.gc_win_order_items w
-    ON CONFLICT (order_id, order_item_id) DO UPDATE
+    ON CONFLICT (order_id, order_item_id, order_ts) DO UPDATE
       SET product_id = EXCLUDED.product_id, quantity = EXCLUDED.quantity, unit_price = EXCLUDED.unit_price,
           discount_amount = EXCLUDED.discount_amount, line_amount = EXCLUDED.line_amount,
           updated_at = EXCLUDED.updated_at
       WHERE EXCLUDED.updated_at > t.updated_at
-    RETURNING (t.xmax = 0) AS inserted, t.updated_at
+    RETURNING t.updated_at
   )
-  SELECT count(*) FILTER (WHERE u.inserted), count(*) FILTER (WHERE NOT u.inserted), max(u.updated_at)
-  INTO v_inserted, v_updated, v_applied_max
-  FROM upserted u;
+  SELECT count(*), max(u.updated_at) INTO v_changed, v_applied_max FROM upserted u;
+  v_inserted := v_candidates - v_existing;  -- a key not stored is inserted; the rest of what changed, updated
+  v_updated := v_changed - v_inserted;
 
   PERFORM globalcart.advance_watermark('order_items', v_applied_max, p_run_id);
   RETURN globalcart.source_stats(v_claimed, v_inserted, v_updated,

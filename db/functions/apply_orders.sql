@@ -6,8 +6,12 @@
 --   2. a newer version that would move a stored order backwards or out of CANCELLED ->
 --      etl_rejects 'invalid_status_transition' (the stored row stays);
 --   3. inferred dim_customer members for unknown customers;
---   4. guarded upsert (updated_at newer, transition allowed); BEFORE UPDATE audits;
---   5. advance the 'orders' watermark.
+--   4. the monthly partitions of the batch's order_ts (fact_orders and its children's tables);
+--   5. a newer version with another order_ts: the stored order moves to it, its children too
+--      (they carry its order_ts) — never a second row; an older one is stale;
+--   6. guarded upsert keyed (order_id, order_ts) (updated_at newer, transition allowed);
+--      BEFORE UPDATE audits;
+--   7. advance the 'orders' watermark.
 -- The winners stay in pg_temp.gc_win_orders for derive_returned_orders().
 CREATE OR REPLACE FUNCTION globalcart.apply_orders(p_run_id bigint, p_now timestamptz, p_latest_valid timestamptz)
   RETURNS jsonb
@@ -15,9 +19,11 @@ CREATE OR REPLACE FUNCTION globalcart.apply_orders(p_run_id bigint, p_now timest
   SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+  v_candidates bigint; v_existing bigint; v_changed bigint;
   v_claimed bigint; v_rejected bigint; v_winners bigint; v_duplicate bigint; v_stale bigint;
   v_backwards bigint; v_inserted bigint; v_updated bigint; v_applied_max timestamptz;
-  v_inferred bigint;
+  v_inferred bigint; v_moved bigint; v_moved_max timestamptz;
+  v_months timestamptz[];
   v_currencies text[] := ARRAY(SELECT c.currency_code::text FROM globalcart.dim_currency c);
 BEGIN
   SELECT count(*) INTO v_claimed FROM pg_temp.gc_claim_orders;
@@ -89,20 +95,57 @@ BEGIN
          (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at < r.newest)
   INTO v_rejected, v_winners, v_duplicate, v_stale;
 
-  -- A newer version may not move a stored order backwards or out of CANCELLED.
-  WITH backwards AS (
+  -- A newer version may not move a stored order backwards or out of CANCELLED; an older version
+  -- of an order stored under another order_ts is stale (the upsert, keyed by (order_id,
+  -- order_ts), would not see it).
+  WITH removed AS (
     DELETE FROM pg_temp.gc_win_orders w
     USING globalcart.fact_orders f
     WHERE f.order_id = w.order_id
-      AND w.updated_at > f.updated_at
-      AND NOT globalcart.order_status_transition_allowed(f.order_status, w.order_status)
-    RETURNING w.*
+      AND ((w.updated_at > f.updated_at AND NOT globalcart.order_status_transition_allowed(f.order_status, w.order_status))
+           OR (w.order_ts <> f.order_ts AND w.updated_at <= f.updated_at))
+    RETURNING w.*, w.updated_at > f.updated_at AS backwards
   )
   INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
-  SELECT p_run_id, 'orders', 'invalid_status_transition', to_jsonb(b) FROM backwards b;
+  SELECT p_run_id, 'orders', 'invalid_status_transition', to_jsonb(b) - 'backwards' FROM removed b WHERE b.backwards;
   GET DIAGNOSTICS v_backwards = ROW_COUNT;
 
   v_inferred := globalcart.add_inferred_customers(ARRAY(SELECT w.customer_id FROM pg_temp.gc_win_orders w), p_now);
+
+  -- Each month of the batch has its partition, in fact_orders and in its children's tables.
+  SELECT ARRAY(SELECT DISTINCT date_trunc('month', w.order_ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                 FROM pg_temp.gc_win_orders w) INTO v_months;
+  IF cardinality(v_months) > 0 THEN
+    PERFORM globalcart.add_month_partitions(s.fact_table, v_months)
+       FROM globalcart.etl_sources s WHERE s.source_name = 'orders' OR s.waits_for_order;
+  END IF;
+
+  -- A newer version with another order_ts moves the order, and its children with it (they carry
+  -- its order_ts: their partition), to that time; both updates are audited. Never a second row.
+  WITH moved AS (
+    UPDATE globalcart.fact_orders t
+       SET customer_id = w.customer_id, order_ts = w.order_ts, order_status = w.order_status, channel = w.channel,
+           country_code = w.country_code, currency = w.currency, gross_amount = w.gross_amount,
+           discount_amount = w.discount_amount, shipping_amount = w.shipping_amount, net_amount = w.net_amount,
+           updated_at = w.updated_at
+      FROM pg_temp.gc_win_orders w
+     WHERE t.order_id = w.order_id AND t.order_ts <> w.order_ts AND w.updated_at > t.updated_at
+    RETURNING t.order_id, t.order_ts, t.updated_at
+  ), items AS (
+    UPDATE globalcart.fact_order_items c SET order_ts = m.order_ts FROM moved m WHERE c.order_id = m.order_id
+  ), payments AS (
+    UPDATE globalcart.fact_payments c SET order_ts = m.order_ts FROM moved m WHERE c.order_id = m.order_id
+  ), shipments AS (
+    UPDATE globalcart.fact_shipments c SET order_ts = m.order_ts FROM moved m WHERE c.order_id = m.order_id
+  ), returns AS (
+    UPDATE globalcart.fact_returns c SET order_ts = m.order_ts FROM moved m WHERE c.order_id = m.order_id
+  )
+  SELECT count(*), max(m.updated_at) INTO v_moved, v_moved_max FROM moved m;
+
+  -- (a partitioned table cannot say in RETURNING whether a row was inserted: count the stored keys)
+  SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM globalcart.fact_orders f WHERE f.order_id = w.order_id AND f.order_ts = w.order_ts))
+    INTO v_candidates, v_existing
+    FROM pg_temp.gc_win_orders w;
 
   WITH upserted AS (
     INSERT INTO globalcart.fact_orders AS t
@@ -111,7 +154,7 @@ BEGIN
     SELECT w.order_id, w.customer_id, w.order_ts, w.order_status, w.channel, w.country_code, w.currency,
            w.gross_amount, w.discount_amount, w.shipping_amount, w.net_amount, w.updated_at
     FROM pg_temp.gc_win_orders w
-    ON CONFLICT (order_id) DO UPDATE
+    ON CONFLICT (order_id, order_ts) DO UPDATE
       SET customer_id = EXCLUDED.customer_id, order_ts = EXCLUDED.order_ts, order_status = EXCLUDED.order_status,
           channel = EXCLUDED.channel, country_code = EXCLUDED.country_code, currency = EXCLUDED.currency,
           gross_amount = EXCLUDED.gross_amount, discount_amount = EXCLUDED.discount_amount,
@@ -119,13 +162,14 @@ BEGIN
           updated_at = EXCLUDED.updated_at
       WHERE EXCLUDED.updated_at > t.updated_at
         AND globalcart.order_status_transition_allowed(t.order_status, EXCLUDED.order_status)
-    RETURNING (t.xmax = 0) AS inserted, t.updated_at
+    RETURNING t.updated_at
   )
-  SELECT count(*) FILTER (WHERE u.inserted), count(*) FILTER (WHERE NOT u.inserted), max(u.updated_at)
-  INTO v_inserted, v_updated, v_applied_max
-  FROM upserted u;
+  SELECT count(*), max(u.updated_at) INTO v_changed, v_applied_max FROM upserted u;
+  v_inserted := v_candidates - v_existing;  -- a key not stored is inserted; the rest of what changed, updated
+  v_updated := v_changed - v_inserted;
 
-  PERFORM globalcart.advance_watermark('orders', v_applied_max, p_run_id);
+  PERFORM globalcart.advance_watermark('orders', greatest(v_applied_max, v_moved_max), p_run_id);
+  v_updated := v_updated + v_moved;
   RETURN globalcart.source_stats(v_claimed, v_inserted, v_updated,
                                  v_stale + (v_winners - v_backwards - v_inserted - v_updated),
                                  v_duplicate, v_rejected + v_backwards, 0)

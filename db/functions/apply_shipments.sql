@@ -16,6 +16,7 @@ CREATE OR REPLACE FUNCTION globalcart.apply_shipments(p_run_id bigint, p_latest_
   SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+  v_candidates bigint; v_existing bigint; v_changed bigint;
   v_claimed bigint; v_rejected bigint; v_winners bigint; v_duplicate bigint; v_stale bigint;
   v_moved bigint; v_orphans bigint; v_deferred bigint; v_inserted bigint; v_updated bigint;
   v_applied_max timestamptz;
@@ -76,22 +77,27 @@ BEGIN
   SELECT h.moved, h.orphans, h.deferred INTO v_moved, v_orphans, v_deferred
     FROM globalcart.hold_early_children('shipments', p_run_id, p_orphan_cutoff) AS h;
 
+  -- (a partitioned table cannot say in RETURNING whether a row was inserted: count the stored keys)
+  SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM globalcart.fact_shipments f WHERE f.order_id = w.order_id AND f.shipment_id = w.shipment_id AND f.order_ts = w.order_ts))
+    INTO v_candidates, v_existing
+    FROM pg_temp.gc_win_shipments w;
+
   WITH upserted AS (
     INSERT INTO globalcart.fact_shipments AS t
-           (shipment_id, order_id, carrier, shipped_ts, promised_ts, delivered_ts, shipment_status, updated_at)
+           (shipment_id, order_id, carrier, shipped_ts, promised_ts, delivered_ts, shipment_status, updated_at, order_ts)
     SELECT w.shipment_id, w.order_id, w.carrier, w.shipped_ts, w.promised_ts, w.delivered_ts,
-           w.shipment_status, w.updated_at
+           w.shipment_status, w.updated_at, w.order_ts
     FROM pg_temp.gc_win_shipments w
-    ON CONFLICT (order_id, shipment_id) DO UPDATE
+    ON CONFLICT (order_id, shipment_id, order_ts) DO UPDATE
       SET carrier = EXCLUDED.carrier, shipped_ts = EXCLUDED.shipped_ts, promised_ts = EXCLUDED.promised_ts,
           delivered_ts = EXCLUDED.delivered_ts, shipment_status = EXCLUDED.shipment_status,
           updated_at = EXCLUDED.updated_at
       WHERE EXCLUDED.updated_at > t.updated_at
-    RETURNING (t.xmax = 0) AS inserted, t.updated_at
+    RETURNING t.updated_at
   )
-  SELECT count(*) FILTER (WHERE u.inserted), count(*) FILTER (WHERE NOT u.inserted), max(u.updated_at)
-  INTO v_inserted, v_updated, v_applied_max
-  FROM upserted u;
+  SELECT count(*), max(u.updated_at) INTO v_changed, v_applied_max FROM upserted u;
+  v_inserted := v_candidates - v_existing;  -- a key not stored is inserted; the rest of what changed, updated
+  v_updated := v_changed - v_inserted;
 
   PERFORM globalcart.advance_watermark('shipments', v_applied_max, p_run_id);
   RETURN globalcart.source_stats(v_claimed, v_inserted, v_updated,

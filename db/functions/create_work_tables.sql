@@ -2,7 +2,8 @@
 -- that has something to do, and dropped by it at its end (and at commit, whatever happens). For
 -- each source of globalcart.etl_sources: gc_claim_<source>, the rows the call took out of
 -- staging, and gc_win_<source>, the newest valid version of each key; both have exactly the
--- columns of the staging table. For the KPI summaries (globalcart.kpi_summaries_begin/_apply):
+-- columns of the staging table (an order-grain child's winners also the order_ts of their order,
+-- their partition). For the KPI summaries (globalcart.kpi_summaries_begin/_apply):
 -- gc_kpi_orders and gc_kpi_sessions, the orders and sessions the batch touches, and
 -- gc_kpi_order_delta, their contributions to kpi_order_summary (old ones negated, new ones).
 --
@@ -37,6 +38,9 @@ BEGIN
                    'gc_claim_' || v_source.source_name, v_source.staging_table);
     EXECUTE format('CREATE TEMPORARY TABLE %I (LIKE globalcart.%I) ON COMMIT DROP',
                    'gc_win_' || v_source.source_name, v_source.staging_table);
+    IF v_source.waits_for_order THEN  -- the order's order_ts, the row's partition (hold_early_children)
+      EXECUTE format('ALTER TABLE pg_temp.%I ADD COLUMN order_ts timestamptz', 'gc_win_' || v_source.source_name);
+    END IF;
   END LOOP;
   CREATE TEMPORARY TABLE gc_kpi_orders (order_id bigint PRIMARY KEY) ON COMMIT DROP;
   CREATE TEMPORARY TABLE gc_kpi_sessions (session_id text NOT NULL) ON COMMIT DROP;

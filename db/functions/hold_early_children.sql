@@ -4,7 +4,8 @@
 -- pg_temp.gc_win_<source>:
 --   1. a row whose key is stored under another order is rejected 'order_id_changed'
 --      (an item, payment, shipment or return never moves to another order);
---   2. a row whose order is not in fact_orders waits: it goes back into staging as it was
+--   2. each row takes its order's order_ts (the row's partition, CONTRACT 1); a row whose order
+--      is not in fact_orders waits: it goes back into staging as it was
 --      staged — same stg_id, so it keeps its place in the queue (earliest staged first), same
 --      ingested_at, so the orphan timeout counts from its first staging — with its deferrals
 --      count raised by one; or, when it was first staged at or before orphan_cutoff (now -
@@ -36,19 +37,23 @@ BEGIN
       RETURNING w.*
     )
     INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
-    SELECT $1, $2, 'order_id_changed', to_jsonb(m) FROM moved m
+    SELECT $1, $2, 'order_id_changed', to_jsonb(m) - 'order_ts' FROM moved m
     $sql$, 'gc_win_' || p_source, v_source.fact_table, v_source.key_column)
     USING p_run_id, p_source;
   GET DIAGNOSTICS moved = ROW_COUNT;
 
+  -- each row's order: its order_ts is the row's partition; no order, no order_ts
+  EXECUTE format($sql$
+    UPDATE pg_temp.%1$I w SET order_ts = o.order_ts FROM globalcart.fact_orders o WHERE o.order_id = w.order_id
+    $sql$, 'gc_win_' || p_source);
+
   EXECUTE format($sql$
     WITH waiting AS (
-      DELETE FROM pg_temp.%1$I w
-      WHERE NOT EXISTS (SELECT 1 FROM globalcart.fact_orders o WHERE o.order_id = w.order_id)
+      DELETE FROM pg_temp.%1$I w WHERE w.order_ts IS NULL
       RETURNING w.*
     ), orphans AS (
       INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
-      SELECT $1, $2, 'orphan', to_jsonb(x) FROM waiting x WHERE x.ingested_at <= $3
+      SELECT $1, $2, 'orphan', to_jsonb(x) - 'order_ts' FROM waiting x WHERE x.ingested_at <= $3
       RETURNING 1
     ), deferred AS (
       INSERT INTO globalcart.%2$I (%3$s, stg_id, ingested_at, deferrals) OVERRIDING SYSTEM VALUE

@@ -4,9 +4,10 @@
 --      (kpi_order_contributions(+1)), sums old and new per bucket and adds the difference to
 --      kpi_order_summary; a bucket left with no order is deleted. A late return touches the one
 --      bucket of its order.
---   2. Sessions: recomputes the state of each session the batch touched from its events (one
---      index range per session), and moves its contribution in kpi_funnel_summary from its old
---      state's day and channel to its new one's; a session's state is kept in kpi_session_state.
+--   2. Sessions: recomputes the state of each session the batch touched (pg_temp.gc_kpi_sessions)
+--      from its events (one index range per session), and moves its contribution in
+--      kpi_funnel_summary from its old state's day and channel to its new one's; a session's
+--      state is kept in kpi_session_state (and removed when no event of it is left).
 -- Returns the number of summary rows written.
 CREATE OR REPLACE FUNCTION globalcart.kpi_summaries_apply()
   RETURNS bigint
@@ -73,7 +74,11 @@ BEGIN
       JOIN globalcart.fact_funnel_events e ON e.session_id = t.session_id
      GROUP BY e.session_id
   ), old AS (
-    SELECT k.* FROM globalcart.kpi_session_state k JOIN fresh f ON f.session_id = k.session_id
+    SELECT k.* FROM globalcart.kpi_session_state k JOIN pg_temp.gc_kpi_sessions t ON t.session_id = k.session_id
+  ), gone AS (  -- no event left (fact_retention dropped them): the state goes
+    DELETE FROM globalcart.kpi_session_state k
+     USING pg_temp.gc_kpi_sessions t
+     WHERE k.session_id = t.session_id AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.session_id = k.session_id)
   ), moves AS (
     SELECT -1 AS sign, o.first_event_ts, o.channel, o.purchased, o.carted, o.payment_failed, o.max_cart_value_usd
       FROM old o

@@ -1,7 +1,11 @@
 -- globalcart.purge_history(): retention (CONTRACT 5.5). Deletes etl_runs, etl_rejects and
 -- kpi_snapshots rows older than etl_settings 'history_retention' (default 90 days), and,
 -- when 'audit_retention' is an interval (default 'none': kept for ever), the rows of every
--- audit table (globalcart.audit_*, read from the catalog) audited longer ago than that.
+-- audit table (globalcart.audit_*, read from the catalog) audited longer ago than that; and,
+-- when 'fact_retention' is an interval (default 'none'), drops the monthly partitions of the
+-- facts that lie wholly before now() minus it, adjusting the KPI summaries
+-- (globalcart.drop_old_fact_months). It also makes sure the audit tables have this month's and
+-- next month's partitions.
 -- Returns how many rows it deleted, per table. schedule_incremental_refresh() registers it
 -- as a daily pg_cron job.
 CREATE OR REPLACE FUNCTION globalcart.purge_history()
@@ -16,6 +20,8 @@ DECLARE
   v_history_cutoff timestamptz := now() - globalcart.etl_setting_interval('history_retention', interval '90 days');
   v_audit_setting text := (SELECT s.value FROM globalcart.etl_settings s WHERE s.name = 'audit_retention');
   v_audit_cutoff timestamptz;
+  v_fact_setting text := (SELECT s.value FROM globalcart.etl_settings s WHERE s.name = 'fact_retention');
+  v_fact_cutoff timestamptz;
   v_table text;
   v_deleted bigint;
   v_result jsonb;
@@ -23,6 +29,10 @@ BEGIN
   IF v_audit_setting IS NOT NULL AND lower(btrim(v_audit_setting)) <> 'none' THEN
     v_audit_cutoff := now() - globalcart.etl_setting_interval('audit_retention', NULL);
   END IF;
+  IF v_fact_setting IS NOT NULL AND lower(btrim(v_fact_setting)) <> 'none' THEN
+    v_fact_cutoff := now() - globalcart.etl_setting_interval('fact_retention', NULL);
+  END IF;
+  PERFORM globalcart.add_audit_partitions(now());  -- this month's and the next, where missing
 
   DELETE FROM globalcart.etl_runs r WHERE r.started_at < v_history_cutoff;
   GET DIAGNOSTICS v_deleted = ROW_COUNT;
@@ -37,13 +47,23 @@ BEGIN
   IF v_audit_cutoff IS NOT NULL THEN
     FOR v_table IN
       SELECT c.relname FROM pg_catalog.pg_class c
-       WHERE c.relnamespace = 'globalcart'::regnamespace AND c.relkind IN ('r', 'p') AND c.relname LIKE 'audit\_%'
+       WHERE c.relnamespace = 'globalcart'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+         AND c.relname LIKE 'audit\_%'
        ORDER BY c.relname
     LOOP
       EXECUTE format('DELETE FROM globalcart.%I a WHERE a.audited_at < $1', v_table) USING v_audit_cutoff;
       GET DIAGNOSTICS v_deleted = ROW_COUNT;
       v_result := v_result || jsonb_build_object(v_table, v_deleted);
     END LOOP;
+  END IF;
+  IF v_fact_cutoff IS NOT NULL THEN
+    -- whole months of facts, under the refresh's lock (the summaries change with them)
+    PERFORM set_config('lock_timeout',
+                       (extract(epoch FROM globalcart.etl_setting_interval('lock_timeout', interval '10 seconds')) * 1000)
+                         ::bigint::text, true);
+    LOCK TABLE globalcart.etl_refresh_lock IN EXCLUSIVE MODE;
+    v_result := v_result || jsonb_build_object('fact_partitions_dropped',
+                                               to_jsonb(globalcart.drop_old_fact_months(v_fact_cutoff)));
   END IF;
   RETURN v_result;
 END;

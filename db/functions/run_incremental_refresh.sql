@@ -98,6 +98,7 @@ BEGIN
     RETURNING run_id INTO v_run_id;
     PERFORM set_config('globalcart.run_id', v_run_id::text, true);
     PERFORM globalcart.create_work_tables();
+    PERFORM globalcart.add_audit_partitions(v_now);
 
     -- The claim: one statement, so one snapshot decides the batch; per source, the rows up to
     -- globalcart.claim_bound(), at most v_max (max_rows_per_run), lowest stg_id first.

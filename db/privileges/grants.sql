@@ -76,6 +76,7 @@ BEGIN
   FOR v_name IN
     SELECT c.relname FROM pg_catalog.pg_class c
      WHERE c.relnamespace = 'globalcart'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm')
+       AND NOT c.relispartition  -- read through the parent, whose privileges apply
        AND (c.relname LIKE 'dim\_%' OR c.relname LIKE 'fact\_%' OR c.relname LIKE 'kpi\_%')
   LOOP
     EXECUTE format('GRANT SELECT ON globalcart.%I TO globalcart_reader', v_name);
@@ -86,7 +87,8 @@ BEGIN
   -- auditor: the old versions and the quarantine (they hold personal data)
   FOR v_name IN
     SELECT c.relname FROM pg_catalog.pg_class c
-     WHERE c.relnamespace = 'globalcart'::regnamespace AND c.relkind IN ('r', 'p') AND c.relname LIKE 'audit\_%'
+     WHERE c.relnamespace = 'globalcart'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+       AND c.relname LIKE 'audit\_%'
   LOOP
     EXECUTE format('GRANT SELECT ON globalcart.%I TO globalcart_auditor', v_name);
   END LOOP;

@@ -7,4 +7,5 @@ SELECT globalcart.install_audit_trigger(t.relname)
   FROM pg_catalog.pg_class t
   JOIN pg_catalog.pg_class a ON a.relnamespace = t.relnamespace AND a.relname = 'audit_' || t.relname
  WHERE t.relnamespace = 'globalcart'::regnamespace AND t.relkind IN ('r', 'p') AND a.relkind IN ('r', 'p')
+   AND NOT t.relispartition AND NOT a.relispartition  -- a partition has its parent's trigger
  ORDER BY t.relname;
