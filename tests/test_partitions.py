@@ -232,3 +232,20 @@ def test_every_fact_row_is_stored_once_under_its_partition_key(dsn):
             assert scalar(conn, f"""SELECT count(*) FROM globalcart.{child} c JOIN globalcart.fact_orders o
                                      USING (order_id) WHERE c.order_ts <> o.order_ts""") == 0, child  # fmt: skip
         assert scalar(conn, "SELECT count(DISTINCT tableoid) FROM globalcart.fact_orders") >= 3
+
+
+def test_a_row_written_outside_the_refresh_waits_in_the_default_partition(conn):
+    june = datetime(2015, 6, 1, tzinfo=UTC)
+    conn.execute(
+        """INSERT INTO globalcart.fact_orders (order_id, customer_id, order_ts, order_status, channel, country_code,
+                                               currency, gross_amount, discount_amount, shipping_amount, net_amount,
+                                               updated_at)
+           VALUES (1, 1, %s, 'PLACED', 'web', 'US', 'USD', 10, 0, 0, 10, %s)""",
+        (june, june),
+    )  # a hand-made backfill of a month that has no partition
+    assert partition_of(conn, "fact_orders", "order_id = 1") == ["globalcart.fact_orders_default"]
+    stage(conn, "orders", [order(2, order_ts=june + timedelta(days=3))])
+    assert refresh(conn)["status"] == "ok"
+    # the refresh made June's partition and moved the waiting row into it
+    assert partition_of(conn, "fact_orders", "true") == ["globalcart.fact_orders_p2015_06"]
+    assert scalar(conn, "SELECT count(*) FROM globalcart.fact_orders_default") == 0

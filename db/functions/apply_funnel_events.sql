@@ -5,9 +5,11 @@
 --   1. validate (missing required value, NaN, infinite timestamp, updated_at in the future,
 --      unknown event_type, negative cart_value_usd) -> etl_rejects; keep one row per
 --      event_id (the newest staged);
---   2. inferred dim_customer / dim_product members for unknown ids;
---   3. INSERT … ON CONFLICT DO NOTHING of the event_ids not stored yet;
---   4. advance the 'funnel_events' watermark.
+--   2. take each event_id in globalcart.funnel_event_keys (ON CONFLICT DO NOTHING): an id
+--      stored before, in any month, is a duplicate;
+--   3. inferred dim_customer / dim_product members for unknown ids;
+--   4. the monthly partitions of the batch's event_ts; INSERT … ON CONFLICT DO NOTHING;
+--   5. advance the 'funnel_events' watermark.
 CREATE OR REPLACE FUNCTION globalcart.apply_funnel_events(p_run_id bigint, p_now timestamptz, p_latest_valid timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql
@@ -57,10 +59,20 @@ BEGIN
            k.cart_value_usd, k.channel, k.updated_at, k.stg_id, k.ingested_at
     FROM checked k
     WHERE k.reject_reason IS NULL
-      AND NOT EXISTS (SELECT 1 FROM globalcart.fact_funnel_events f WHERE f.event_id = k.event_id)
     ORDER BY k.event_id, k.updated_at DESC, k.stg_id DESC
   )
   SELECT count(*) INTO v_rejected FROM rejects;
+
+  -- Each event_id is taken in funnel_event_keys (the stream's unique key across monthly
+  -- partitions); one taken before — stored, or being stored by a session that has not committed:
+  -- this waits for it — is a duplicate and is not appended.
+  WITH taken AS (
+    INSERT INTO globalcart.funnel_event_keys (event_id, session_id, event_ts)
+    SELECT w.event_id, w.session_id, w.event_ts FROM pg_temp.gc_win_funnel_events w
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+  )
+  DELETE FROM pg_temp.gc_win_funnel_events w WHERE NOT EXISTS (SELECT 1 FROM taken t WHERE t.event_id = w.event_id);
 
   v_inferred_customers := globalcart.add_inferred_customers(
     ARRAY(SELECT w.customer_id FROM pg_temp.gc_win_funnel_events w), p_now);

@@ -14,18 +14,19 @@ AS $$
 DECLARE
   v_returned bigint;
 BEGIN
-  -- Driven by the batch's order ids: one index probe into fact_returns per id, whatever
-  -- the size of the warehouse.
+  -- Driven by the batch's orders, with their order_ts (their partition): one index probe into
+  -- one partition of fact_returns per order, whatever the size of the warehouse.
   UPDATE globalcart.fact_orders o
      SET order_status = 'RETURNED',
          updated_at = greatest(o.updated_at, r.last_return_update)
-    FROM (SELECT t.order_id,
+    FROM (SELECT t.order_id, t.order_ts,
                  (SELECT max(fr.updated_at) FROM globalcart.fact_returns fr
-                   WHERE fr.order_id = t.order_id AND fr.return_status <> 'REJECTED') AS last_return_update
-            FROM (SELECT w.order_id FROM pg_temp.gc_win_orders w
+                   WHERE fr.order_id = t.order_id AND fr.order_ts = t.order_ts AND fr.return_status <> 'REJECTED')
+                   AS last_return_update
+            FROM (SELECT w.order_id, w.order_ts FROM pg_temp.gc_win_orders w
                   UNION
-                  SELECT w.order_id FROM pg_temp.gc_win_returns w) AS t) AS r
-   WHERE o.order_id = r.order_id
+                  SELECT w.order_id, w.order_ts FROM pg_temp.gc_win_returns w) AS t) AS r
+   WHERE o.order_id = r.order_id AND o.order_ts = r.order_ts
      AND r.last_return_update IS NOT NULL
      AND o.order_status IN ('DELIVERED', 'COMPLETED');
   GET DIAGNOSTICS v_returned = ROW_COUNT;

@@ -16,14 +16,16 @@ AS $$
 DECLARE
   v_parts text[];                -- the partitions to drop
   v_part text;
-  v_orders_before timestamptz;   -- every order before this is dropped
+  v_order_months tstzrange[];    -- the months of fact_orders dropped
   v_events_before timestamptz;   -- every funnel event before this is dropped
 BEGIN
   SELECT array_agg(p.part ORDER BY p.parent, p.part),
-         max(p.upper_bound) FILTER (WHERE p.parent = 'fact_orders'),
+         array_agg(tstzrange(p.lower_bound, p.upper_bound)) FILTER (WHERE p.parent = 'fact_orders'),
          max(p.upper_bound) FILTER (WHERE p.parent = 'fact_funnel_events')
-    INTO v_parts, v_orders_before, v_events_before
+    INTO v_parts, v_order_months, v_events_before
     FROM (SELECT parent.relname::text AS parent, part.relname::text AS part,
+                 (regexp_match(pg_catalog.pg_get_expr(part.relpartbound, part.oid), 'FROM \(''([^'']+)''\)'))[1]::timestamptz
+                   AS lower_bound,
                  (regexp_match(pg_catalog.pg_get_expr(part.relpartbound, part.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz
                    AS upper_bound
             FROM pg_catalog.pg_inherits i
@@ -45,11 +47,16 @@ BEGIN
   FOREACH v_part IN ARRAY v_parts LOOP
     EXECUTE format('DROP TABLE globalcart.%I', v_part);
   END LOOP;
-
-  IF v_orders_before IS NOT NULL THEN
-    DELETE FROM globalcart.kpi_order_summary s
-     WHERE s.order_day < (v_orders_before AT TIME ZONE 'UTC')::date;
+  IF v_events_before IS NOT NULL THEN  -- their event ids are forgotten with them
+    DELETE FROM globalcart.funnel_event_keys k
+     WHERE k.event_ts < v_events_before
+       AND NOT EXISTS (SELECT 1 FROM globalcart.fact_funnel_events e WHERE e.event_id = k.event_id);
   END IF;
+
+  -- the orders of those months go, their children with them (same months): so do their buckets
+  DELETE FROM globalcart.kpi_order_summary s
+   USING unnest(v_order_months) AS m(month)
+   WHERE (s.order_day::timestamp AT TIME ZONE 'UTC') <@ m.month;
   PERFORM globalcart.kpi_summaries_apply();
   PERFORM globalcart.drop_work_tables();
   RETURN v_parts;

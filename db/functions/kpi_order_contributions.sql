@@ -2,8 +2,9 @@
 -- pg_temp.gc_kpi_orders (the orders a refresh batch touches) contributes to
 -- globalcart.kpi_order_summary as the facts stand now, multiplied by sign: -1 before the batch is
 -- applied (its old contribution), +1 after (its new one). One statement, driven by the batch's
--- order ids: one index probe into fact_orders and into each child per order, whatever the size of
--- the warehouse. The per-order definition of the KPIs' partial state; rebuild_kpi_summaries()
+-- order ids: one index probe into fact_orders (into each monthly partition: the batch's order ids
+-- come without their months) and into one partition of each child per order (children carry
+-- their order's order_ts), whatever the size of the warehouse. The per-order definition of the KPIs' partial state; rebuild_kpi_summaries()
 -- computes the same from every order at once.
 CREATE OR REPLACE FUNCTION globalcart.kpi_order_contributions(p_sign integer)
   RETURNS void
@@ -31,14 +32,14 @@ BEGIN
     FROM pg_temp.gc_kpi_orders t
     JOIN globalcart.fact_orders o ON o.order_id = t.order_id
     LEFT JOIN LATERAL (SELECT sum(fi.quantity) AS units
-                         FROM globalcart.fact_order_items fi WHERE fi.order_id = o.order_id) AS i ON true
+                         FROM globalcart.fact_order_items fi WHERE fi.order_id = o.order_id AND fi.order_ts = o.order_ts) AS i ON true
     LEFT JOIN LATERAL (SELECT sum(fr.refund_amount) FILTER (WHERE fr.return_status = 'REFUNDED') AS refund_amount
-                         FROM globalcart.fact_returns fr WHERE fr.order_id = o.order_id) AS r ON true
+                         FROM globalcart.fact_returns fr WHERE fr.order_id = o.order_id AND fr.order_ts = o.order_ts) AS r ON true
     LEFT JOIN LATERAL (SELECT count(*) FILTER (WHERE fs.delivered_ts IS NOT NULL) AS delivered,
                               count(*) FILTER (WHERE fs.delivered_ts IS NOT NULL AND fs.sla_breached_flag) AS breached
-                         FROM globalcart.fact_shipments fs WHERE fs.order_id = o.order_id) AS s ON true
+                         FROM globalcart.fact_shipments fs WHERE fs.order_id = o.order_id AND fs.order_ts = o.order_ts) AS s ON true
     LEFT JOIN LATERAL (SELECT count(*) AS payments, count(*) FILTER (WHERE fp.payment_status = 'FAILED') AS failed
-                         FROM globalcart.fact_payments fp WHERE fp.order_id = o.order_id) AS p ON true;
+                         FROM globalcart.fact_payments fp WHERE fp.order_id = o.order_id AND fp.order_ts = o.order_ts) AS p ON true;
 END;
 $$;
 COMMENT ON FUNCTION globalcart.kpi_order_contributions(integer) IS

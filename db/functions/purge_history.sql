@@ -23,6 +23,7 @@ DECLARE
   v_fact_setting text := (SELECT s.value FROM globalcart.etl_settings s WHERE s.name = 'fact_retention');
   v_fact_cutoff timestamptz;
   v_table text;
+  v_parent text;
   v_deleted bigint;
   v_result jsonb;
 BEGIN
@@ -45,15 +46,22 @@ BEGIN
   v_result := v_result || jsonb_build_object('kpi_snapshots', v_deleted);
 
   IF v_audit_cutoff IS NOT NULL THEN
-    FOR v_table IN
-      SELECT c.relname FROM pg_catalog.pg_class c
-       WHERE c.relnamespace = 'globalcart'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-         AND c.relname LIKE 'audit\_%'
-       ORDER BY c.relname
+    -- every table that holds audit rows (each monthly partition of an audit table), counted under
+    -- its own name and added up under its audit table's
+    FOR v_table, v_parent IN
+      SELECT c.relname::text, coalesce(p.relname, c.relname)::text
+        FROM pg_catalog.pg_class c
+        LEFT JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid
+        LEFT JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+       WHERE c.relnamespace = 'globalcart'::regnamespace AND c.relkind = 'r' AND c.relname LIKE 'audit\_%'
+       ORDER BY 1
     LOOP
       EXECUTE format('DELETE FROM globalcart.%I a WHERE a.audited_at < $1', v_table) USING v_audit_cutoff;
       GET DIAGNOSTICS v_deleted = ROW_COUNT;
       v_result := v_result || jsonb_build_object(v_table, v_deleted);
+      IF v_parent <> v_table THEN
+        v_result := v_result || jsonb_build_object(v_parent, coalesce((v_result ->> v_parent)::bigint, 0) + v_deleted);
+      END IF;
     END LOOP;
   END IF;
   IF v_fact_cutoff IS NOT NULL THEN

@@ -9,7 +9,8 @@
 -- Primary keys keep their contract columns first and add the partition column (CONTRACT 1).
 -- Partitions are plain tables named <table>_pYYYY_MM, attached for [first of the month, first of
 -- the next) in UTC; the refresh creates the ones its batch needs (globalcart.add_month_partitions),
--- so a row for a month without a partition never fails it. Each table is rebuilt here: a new
+-- so a row for a month without a partition never fails it; <table>_default takes what anything
+-- else writes for a month without one, until that month's partition is made. Each table is rebuilt here: a new
 -- partitioned table with the old one's columns, constraints, defaults, indexes and comments, its
 -- rows copied, the old table dropped (the audit triggers are installed again by migrate).
 
@@ -100,6 +101,15 @@ BEGIN
   END IF;
   EXECUTE format('COMMENT ON TABLE globalcart.%I IS %L', p_table, v_comment);
 
+  -- a default partition takes a row of a month that has no partition yet (a manual change, an
+  -- audit row backdated by hand); globalcart.add_month_partitions moves such rows to their month
+  EXECUTE format('CREATE TABLE globalcart.%I (LIKE globalcart.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS '
+                 'INCLUDING GENERATED INCLUDING COMMENTS)%s', p_table || '_default', p_table,
+                 CASE WHEN p_table LIKE 'fact\_%' THEN ' WITH (fillfactor = 85)' ELSE '' END);
+  EXECUTE format('ALTER TABLE globalcart.%I ATTACH PARTITION globalcart.%I DEFAULT', p_table, p_table || '_default');
+  EXECUTE format('COMMENT ON TABLE globalcart.%I IS %L', p_table || '_default',
+                 format('Default partition of %s: rows of a month that has no partition yet.', p_table));
+
   -- its rows, in the partitions of their months
   EXECUTE format('SELECT array_agg(DISTINCT date_trunc(''month'', r.%I AT TIME ZONE ''UTC'')::date) FROM (%s) AS r',
                  p_column, p_rows) INTO v_months;
@@ -165,3 +175,20 @@ INSERT INTO globalcart.etl_settings (name, value, description) VALUES
    'children by order_ts, funnel events by event_ts), and takes them out of the KPI summaries; ''none'' keeps them for '
    'ever. An interval or none.')
 ON CONFLICT (name) DO NOTHING;
+
+-- The funnel is append-only and deduplicated by event_id (CONTRACT 2.5). Partitioned by event_ts,
+-- its primary key no longer makes an event_id unique across months (PostgreSQL has no global
+-- index): this table does. The refresh claims an event's id here first (INSERT … ON CONFLICT DO
+-- NOTHING, which waits for a concurrent writer of the same id) and appends only the events it
+-- claimed; a statement trigger on fact_funnel_events records the ids of events written by
+-- anything else (db/triggers/funnel_event_keys.sql).
+CREATE TABLE globalcart.funnel_event_keys (
+  event_id   uuid PRIMARY KEY,
+  session_id text NOT NULL,
+  event_ts   timestamptz NOT NULL
+);
+COMMENT ON TABLE globalcart.funnel_event_keys IS
+  'Every event_id stored in fact_funnel_events, whatever its month: the append-only stream''s unique key across partitions.';
+INSERT INTO globalcart.funnel_event_keys (event_id, session_id, event_ts)
+SELECT e.event_id, e.session_id, e.event_ts FROM globalcart.fact_funnel_events e
+ON CONFLICT (event_id) DO NOTHING;
