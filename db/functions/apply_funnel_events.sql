@@ -4,12 +4,11 @@
 -- changes nothing. Steps, each one statement over the batch:
 --   1. validate (missing required value, NaN, infinite timestamp, updated_at in the future,
 --      unknown event_type, negative cart_value_usd) -> etl_rejects; keep one row per
---      event_id (the newest staged);
---   2. take each event_id in globalcart.funnel_event_keys (ON CONFLICT DO NOTHING): an id
---      stored before, in any month, is a duplicate;
---   3. inferred dim_customer / dim_product members for unknown ids;
---   4. the monthly partitions of the batch's event_ts; INSERT … ON CONFLICT DO NOTHING;
---   5. advance the 'funnel_events' watermark.
+--      event_id (the newest staged) that is not stored yet (in any month: the event_id index of
+--      each partition; a writer outside the refresh is waited for first, see below);
+--   2. inferred dim_customer / dim_product members for unknown ids;
+--   3. the monthly partitions of the batch's event_ts; INSERT … ON CONFLICT DO NOTHING;
+--   4. advance the 'funnel_events' watermark.
 CREATE OR REPLACE FUNCTION globalcart.apply_funnel_events(p_run_id bigint, p_now timestamptz, p_latest_valid timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql
@@ -23,6 +22,13 @@ BEGIN
   IF v_claimed = 0 THEN
     RETURN globalcart.source_stats();
   END IF;
+
+  -- A session writing funnel events outside the refresh (a backfill) makes it wait until that
+  -- session ends, so that an event_id it stores is seen below: partitioned by event_ts, the table
+  -- has no index that makes an event_id unique across months and would make an insert wait.
+  -- Only the parent is locked (writers lock it; autovacuum, which works on partitions, is not
+  -- waited for); readers are not blocked; the wait is bounded by lock_timeout.
+  LOCK TABLE ONLY globalcart.fact_funnel_events IN SHARE ROW EXCLUSIVE MODE;
 
   WITH checked AS (
     SELECT c.*,
@@ -59,20 +65,10 @@ BEGIN
            k.cart_value_usd, k.channel, k.updated_at, k.stg_id, k.ingested_at
     FROM checked k
     WHERE k.reject_reason IS NULL
+      AND NOT EXISTS (SELECT 1 FROM globalcart.fact_funnel_events f WHERE f.event_id = k.event_id)
     ORDER BY k.event_id, k.updated_at DESC, k.stg_id DESC
   )
   SELECT count(*) INTO v_rejected FROM rejects;
-
-  -- Each event_id is taken in funnel_event_keys (the stream's unique key across monthly
-  -- partitions); one taken before — stored, or being stored by a session that has not committed:
-  -- this waits for it — is a duplicate and is not appended.
-  WITH taken AS (
-    INSERT INTO globalcart.funnel_event_keys (event_id, session_id, event_ts)
-    SELECT w.event_id, w.session_id, w.event_ts FROM pg_temp.gc_win_funnel_events w
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING event_id
-  )
-  DELETE FROM pg_temp.gc_win_funnel_events w WHERE NOT EXISTS (SELECT 1 FROM taken t WHERE t.event_id = w.event_id);
 
   v_inferred_customers := globalcart.add_inferred_customers(
     ARRAY(SELECT w.customer_id FROM pg_temp.gc_win_funnel_events w), p_now);

@@ -47,12 +47,6 @@ BEGIN
   FOREACH v_part IN ARRAY v_parts LOOP
     EXECUTE format('DROP TABLE globalcart.%I', v_part);
   END LOOP;
-  IF v_events_before IS NOT NULL THEN  -- their event ids are forgotten with them
-    DELETE FROM globalcart.funnel_event_keys k
-     WHERE k.event_ts < v_events_before
-       AND NOT EXISTS (SELECT 1 FROM globalcart.fact_funnel_events e WHERE e.event_id = k.event_id);
-  END IF;
-
   -- the orders of those months go, their children with them (same months): so do their buckets
   DELETE FROM globalcart.kpi_order_summary s
    USING unnest(v_order_months) AS m(month)

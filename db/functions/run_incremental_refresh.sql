@@ -12,7 +12,8 @@
 --      whose orphan timeout has passed (globalcart.staged_rows): return at once, writing no
 --      etl_runs row — a follow loop makes thousands of these a day. Rows still waiting for
 --      their order are left alone and reported as claimed and deferred again.
---   4. Open the run (etl_runs) and publish its id to the audit triggers.
+--   4. Open the run (etl_runs) and publish its id to the audit triggers; create the work tables
+--      and, where missing, this month's and next month's partitions of the audit tables.
 --   5. Claim: one statement DELETEs from every staging table RETURNING into the temporary
 --      claim tables — at most 'max_rows_per_run' rows per source, lowest stg_id (earliest
 --      staged) first — so one snapshot decides the batch, and a row committed after it

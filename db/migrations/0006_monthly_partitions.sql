@@ -175,20 +175,3 @@ INSERT INTO globalcart.etl_settings (name, value, description) VALUES
    'children by order_ts, funnel events by event_ts), and takes them out of the KPI summaries; ''none'' keeps them for '
    'ever. An interval or none.')
 ON CONFLICT (name) DO NOTHING;
-
--- The funnel is append-only and deduplicated by event_id (CONTRACT 2.5). Partitioned by event_ts,
--- its primary key no longer makes an event_id unique across months (PostgreSQL has no global
--- index): this table does. The refresh claims an event's id here first (INSERT … ON CONFLICT DO
--- NOTHING, which waits for a concurrent writer of the same id) and appends only the events it
--- claimed; a statement trigger on fact_funnel_events records the ids of events written by
--- anything else (db/triggers/funnel_event_keys.sql).
-CREATE TABLE globalcart.funnel_event_keys (
-  event_id   uuid PRIMARY KEY,
-  session_id text NOT NULL,
-  event_ts   timestamptz NOT NULL
-);
-COMMENT ON TABLE globalcart.funnel_event_keys IS
-  'Every event_id stored in fact_funnel_events, whatever its month: the append-only stream''s unique key across partitions.';
-INSERT INTO globalcart.funnel_event_keys (event_id, session_id, event_ts)
-SELECT e.event_id, e.session_id, e.event_ts FROM globalcart.fact_funnel_events e
-ON CONFLICT (event_id) DO NOTHING;
