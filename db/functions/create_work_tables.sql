@@ -4,8 +4,9 @@
 -- staging, and gc_win_<source>, the newest valid version of each key; both have exactly the
 -- columns of the staging table (an order-grain child's winners also the order_ts of their order,
 -- their partition). For the KPI summaries (globalcart.kpi_summaries_begin/_apply):
--- gc_kpi_orders and gc_kpi_sessions, the orders and sessions the batch touches, and
--- gc_kpi_order_delta, their contributions to kpi_order_summary (old ones negated, new ones).
+-- gc_kpi_orders and gc_kpi_sessions, the orders and sessions the batch touches,
+-- gc_kpi_order_delta, the orders' contributions to kpi_order_summary (old ones negated, new
+-- ones), and gc_kpi_session_new, the sessions' new state.
 --
 -- Never reused: the refresh runs with its owner's rights, so a table the caller prepared under
 -- one of these names (with a trigger, say) must not be written by it. Such a table makes the
@@ -24,7 +25,7 @@ BEGIN
       FROM globalcart.etl_sources s
      CROSS JOIN LATERAL (VALUES ('gc_claim_' || s.source_name), ('gc_win_' || s.source_name)) AS t(name)
     UNION ALL
-    SELECT t.name FROM unnest(ARRAY['gc_kpi_orders', 'gc_kpi_sessions', 'gc_kpi_order_delta']) AS t(name)
+    SELECT t.name FROM unnest(ARRAY['gc_kpi_orders', 'gc_kpi_sessions', 'gc_kpi_session_new', 'gc_kpi_order_delta']) AS t(name)
   LOOP
     IF to_regclass(format('pg_temp.%I', v_table)) IS NOT NULL THEN
       RAISE EXCEPTION 'a temporary table pg_temp.% already exists in this session', v_table
@@ -44,6 +45,7 @@ BEGIN
   END LOOP;
   CREATE TEMPORARY TABLE gc_kpi_orders (order_id bigint PRIMARY KEY) ON COMMIT DROP;
   CREATE TEMPORARY TABLE gc_kpi_sessions (session_id text NOT NULL) ON COMMIT DROP;
+  CREATE TEMPORARY TABLE gc_kpi_session_new (LIKE globalcart.kpi_session_state INCLUDING INDEXES) ON COMMIT DROP;
   CREATE TEMPORARY TABLE gc_kpi_order_delta (LIKE globalcart.kpi_order_summary) ON COMMIT DROP;
 END;
 $$;

@@ -42,6 +42,7 @@ BEGIN
   IF v_events_before IS NOT NULL THEN  -- the sessions that lose events: every one that began before
     INSERT INTO pg_temp.gc_kpi_sessions (session_id)
     SELECT k.session_id FROM globalcart.kpi_session_state k WHERE k.first_event_ts < v_events_before;
+    ANALYZE pg_temp.gc_kpi_sessions;
   END IF;
 
   FOREACH v_part IN ARRAY v_parts LOOP
@@ -51,7 +52,7 @@ BEGIN
   DELETE FROM globalcart.kpi_order_summary s
    USING unnest(v_order_months) AS m(month)
    WHERE (s.order_day::timestamp AT TIME ZONE 'UTC') <@ m.month;
-  PERFORM globalcart.kpi_summaries_apply();
+  PERFORM globalcart.kpi_summaries_apply(p_recompute_sessions => true);
   PERFORM globalcart.drop_work_tables();
   RETURN v_parts;
 END;

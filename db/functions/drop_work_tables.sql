@@ -12,7 +12,7 @@ BEGIN
     EXECUTE format('DROP TABLE pg_temp.%I, pg_temp.%I', 'gc_claim_' || v_source.source_name,
                    'gc_win_' || v_source.source_name);
   END LOOP;
-  DROP TABLE pg_temp.gc_kpi_orders, pg_temp.gc_kpi_sessions, pg_temp.gc_kpi_order_delta;
+  DROP TABLE pg_temp.gc_kpi_orders, pg_temp.gc_kpi_sessions, pg_temp.gc_kpi_session_new, pg_temp.gc_kpi_order_delta;
 END;
 $$;
 COMMENT ON FUNCTION globalcart.drop_work_tables() IS

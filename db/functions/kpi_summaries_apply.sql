@@ -1,15 +1,17 @@
--- globalcart.kpi_summaries_apply(): the second half of keeping the KPI summaries, run by the
+-- globalcart.kpi_summaries_apply(recompute_sessions): the second half of keeping the KPI summaries, run by the
 -- refresh after the batch is applied (derived state included), in the same transaction.
 --   1. Orders: adds the new contribution of the orders noted by kpi_summaries_begin()
 --      (kpi_order_contributions(+1)), sums old and new per bucket and adds the difference to
 --      kpi_order_summary; a bucket left with no order is deleted. A late return touches the one
 --      bucket of its order.
---   2. Sessions: recomputes the state of each session the batch touched (pg_temp.gc_kpi_sessions)
---      from its events (one index range per session), and moves its contribution in
---      kpi_funnel_summary from its old state's day and channel to its new one's; a session's
---      state is kept in kpi_session_state (and removed when no event of it is left).
+--   2. Sessions: the new state of each session the batch appended events to is its old state
+--      (kpi_session_state) merged with those events — first event, flags, greatest cart value
+--      all merge, the funnel being append-only — and its contribution in kpi_funnel_summary moves
+--      from its old state's day and channel to its new one's. With p_recompute_sessions (fact
+--      retention dropped events), the sessions noted in pg_temp.gc_kpi_sessions are recomputed
+--      from the events left instead, and a session with none left is removed.
 -- Returns the number of summary rows written.
-CREATE OR REPLACE FUNCTION globalcart.kpi_summaries_apply()
+CREATE OR REPLACE FUNCTION globalcart.kpi_summaries_apply(p_recompute_sessions boolean DEFAULT false)
   RETURNS bigint
   LANGUAGE plpgsql
   SET search_path = pg_catalog, pg_temp
@@ -60,25 +62,60 @@ BEGIN
    WHERE s.order_day = e.order_day AND s.country_code = e.country_code AND s.channel = e.channel
      AND s.currency = e.currency AND s.orders = 0;
 
-  -- Sessions: old state (kpi_session_state) out, new state (from the events) in.
-  WITH fresh AS (
+  -- Sessions: their new state into pg_temp.gc_kpi_session_new, the sessions touched into
+  -- pg_temp.gc_kpi_sessions; then their old state (kpi_session_state) out, the new one in.
+  IF p_recompute_sessions THEN
+    -- from every event left of each session noted (fact retention dropped some)
+    INSERT INTO pg_temp.gc_kpi_session_new
     SELECT e.session_id,
-           min(e.event_ts) AS first_event_ts,
-           (array_agg(e.event_id ORDER BY e.event_ts, e.event_id))[1] AS first_event_id,
-           (array_agg(e.channel ORDER BY e.event_ts, e.event_id))[1] AS channel,
-           bool_or(e.event_type = 'PURCHASE') AS purchased,
-           bool_or(e.event_type = 'ADD_TO_CART') AS carted,
-           bool_or(e.event_type = 'PAYMENT_FAILED') AS payment_failed,
-           max(e.cart_value_usd) AS max_cart_value_usd
-      FROM pg_temp.gc_kpi_sessions t
+           min(e.event_ts),
+           (array_agg(e.event_id ORDER BY e.event_ts, e.event_id))[1],
+           (array_agg(e.channel ORDER BY e.event_ts, e.event_id))[1],
+           bool_or(e.event_type = 'PURCHASE'),
+           bool_or(e.event_type = 'ADD_TO_CART'),
+           bool_or(e.event_type = 'PAYMENT_FAILED'),
+           max(e.cart_value_usd)
+      FROM (SELECT DISTINCT t.session_id FROM pg_temp.gc_kpi_sessions t) AS t
       JOIN globalcart.fact_funnel_events e ON e.session_id = t.session_id
-     GROUP BY e.session_id
+     GROUP BY e.session_id;
+  ELSE
+    -- the funnel is append-only: a session's new state is its old one merged with the events
+    -- this batch appended (pg_temp.gc_win_funnel_events holds exactly those) — no event read back
+    INSERT INTO pg_temp.gc_kpi_session_new
+    SELECT b.session_id,
+           CASE WHEN o.session_id IS NULL OR (b.first_event_ts, b.first_event_id) < (o.first_event_ts, o.first_event_id)
+                THEN b.first_event_ts ELSE o.first_event_ts END,
+           CASE WHEN o.session_id IS NULL OR (b.first_event_ts, b.first_event_id) < (o.first_event_ts, o.first_event_id)
+                THEN b.first_event_id ELSE o.first_event_id END,
+           CASE WHEN o.session_id IS NULL OR (b.first_event_ts, b.first_event_id) < (o.first_event_ts, o.first_event_id)
+                THEN b.channel ELSE o.channel END,
+           coalesce(o.purchased, false) OR b.purchased,
+           coalesce(o.carted, false) OR b.carted,
+           coalesce(o.payment_failed, false) OR b.payment_failed,
+           greatest(o.max_cart_value_usd, b.max_cart_value_usd)
+      FROM (SELECT w.session_id,
+                   min(w.event_ts) AS first_event_ts,
+                   (array_agg(w.event_id ORDER BY w.event_ts, w.event_id))[1] AS first_event_id,
+                   (array_agg(w.channel ORDER BY w.event_ts, w.event_id))[1] AS channel,
+                   bool_or(w.event_type = 'PURCHASE') AS purchased,
+                   bool_or(w.event_type = 'ADD_TO_CART') AS carted,
+                   bool_or(w.event_type = 'PAYMENT_FAILED') AS payment_failed,
+                   max(w.cart_value_usd) AS max_cart_value_usd
+              FROM pg_temp.gc_win_funnel_events w
+             GROUP BY w.session_id) AS b
+      LEFT JOIN globalcart.kpi_session_state o ON o.session_id = b.session_id;
+    INSERT INTO pg_temp.gc_kpi_sessions (session_id) SELECT n.session_id FROM pg_temp.gc_kpi_session_new n;
+  END IF;
+
+  WITH fresh AS (
+    SELECT n.* FROM pg_temp.gc_kpi_session_new n
   ), old AS (
-    SELECT k.* FROM globalcart.kpi_session_state k JOIN pg_temp.gc_kpi_sessions t ON t.session_id = k.session_id
-  ), gone AS (  -- no event left (fact_retention dropped them): the state goes
+    SELECT k.* FROM pg_temp.gc_kpi_sessions t JOIN globalcart.kpi_session_state k ON k.session_id = t.session_id
+  ), gone AS (  -- no event left (fact retention dropped them all): the state goes
     DELETE FROM globalcart.kpi_session_state k
      USING pg_temp.gc_kpi_sessions t
-     WHERE k.session_id = t.session_id AND NOT EXISTS (SELECT 1 FROM fresh f WHERE f.session_id = k.session_id)
+     WHERE k.session_id = t.session_id
+       AND NOT EXISTS (SELECT 1 FROM pg_temp.gc_kpi_session_new n WHERE n.session_id = k.session_id)
   ), moves AS (
     SELECT -1 AS sign, o.first_event_ts, o.channel, o.purchased, o.carted, o.payment_failed, o.max_cart_value_usd
       FROM old o
@@ -133,5 +170,5 @@ BEGIN
   RETURN v_orders + v_sessions;
 END;
 $$;
-COMMENT ON FUNCTION globalcart.kpi_summaries_apply() IS
+COMMENT ON FUNCTION globalcart.kpi_summaries_apply(boolean) IS
   'Refresh step of the KPI summaries, after the batch: adds the difference of the touched orders'' and sessions'' contributions to kpi_order_summary and kpi_funnel_summary, keeps kpi_session_state.';

@@ -1,8 +1,9 @@
 -- globalcart.kpi_summaries_begin(): the first half of keeping the KPI summaries, run by the
 -- refresh right after its claim and before anything is applied. Notes the orders the batch can
 -- change — every order id of the claimed orders, items, payments, shipments and returns (a
--- return can also turn its order RETURNED) — and the sessions of the claimed funnel events, and
--- subtracts the orders' current contribution (globalcart.kpi_order_contributions(-1)).
+-- return can also turn its order RETURNED) — and subtracts their current contribution
+-- (globalcart.kpi_order_contributions(-1)). Sessions need nothing before: the funnel is
+-- append-only, so their state is merged with what the batch appends, afterwards.
 -- globalcart.kpi_summaries_apply() adds the new one after the batch.
 CREATE OR REPLACE FUNCTION globalcart.kpi_summaries_begin()
   RETURNS void
@@ -16,13 +17,10 @@ BEGIN
   UNION SELECT c.order_id FROM pg_temp.gc_claim_payments c WHERE c.order_id IS NOT NULL
   UNION SELECT c.order_id FROM pg_temp.gc_claim_shipments c WHERE c.order_id IS NOT NULL
   UNION SELECT c.order_id FROM pg_temp.gc_claim_returns c WHERE c.order_id IS NOT NULL;
-  INSERT INTO pg_temp.gc_kpi_sessions (session_id)
-  SELECT DISTINCT c.session_id FROM pg_temp.gc_claim_funnel_events c WHERE c.session_id IS NOT NULL;
   -- the planner joins these with the facts: tell it their size
   ANALYZE pg_temp.gc_kpi_orders;
-  ANALYZE pg_temp.gc_kpi_sessions;
   PERFORM globalcart.kpi_order_contributions(-1);
 END;
 $$;
 COMMENT ON FUNCTION globalcart.kpi_summaries_begin() IS
-  'Refresh step of the KPI summaries, before the batch: notes the orders and sessions it touches and takes out the orders'' current contribution.';
+  'Refresh step of the KPI summaries, before the batch: notes the orders it touches and takes out their current contribution.';

@@ -42,6 +42,13 @@ CREATE OR REPLACE FUNCTION globalcart.run_incremental_refresh()
   -- of a few hundred thousand rows are sorted in memory. One refresh runs at a time.
   SET random_page_cost = 1.1
   SET work_mem = '64MB'
+  -- Every join of the batch with the warehouse goes through an index (DESIGN pattern 4): a
+  -- nested loop of index probes, whose cost follows the batch. With monthly partitions a probe by
+  -- a key without its month visits each month's index, and the planner, costing that, would
+  -- rather hash the whole of a fact once a batch is a tenth of it: O(warehouse). No step joins two
+  -- unindexed sets (the work tables are joined to indexed tables only).
+  SET enable_hashjoin = off
+  SET enable_mergejoin = off
   -- The default of etl_settings 'lock_timeout'; the call sets the configured value, and this
   -- clause gives the caller's own value back when the call returns.
   SET lock_timeout = '10s'
