@@ -44,7 +44,7 @@ BEGIN
     END IF;
   END LOOP;
   CREATE TEMPORARY TABLE gc_kpi_orders (order_id bigint PRIMARY KEY) ON COMMIT DROP;
-  CREATE TEMPORARY TABLE gc_kpi_sessions (session_id text NOT NULL) ON COMMIT DROP;
+  CREATE TEMPORARY TABLE gc_kpi_sessions (session_id text PRIMARY KEY) ON COMMIT DROP;
   CREATE TEMPORARY TABLE gc_kpi_session_new (LIKE globalcart.kpi_session_state INCLUDING INDEXES) ON COMMIT DROP;
   CREATE TEMPORARY TABLE gc_kpi_order_delta (LIKE globalcart.kpi_order_summary) ON COMMIT DROP;
 END;
