@@ -9,10 +9,16 @@
 --   oldest_staged_at  the first-staged time (ingested_at) of the oldest row not deferred
 -- One scan of each staging table, generated from the registry. The refresh reads it to decide
 -- whether there is anything to do and for the backlog it reports; pipeline_health reads it too.
+-- Through the stg_id index, never a sequential scan: staging is a queue, and after a bulk load
+-- its heap is mostly empty pages (gigabytes at ten million orders, kept by the rows still
+-- waiting at its end) that a sequential scan would read at every call; the index holds only the
+-- rows still there once vacuumed (the condition stg_id > 0, true of every row, lets the planner
+-- take it).
 CREATE OR REPLACE FUNCTION globalcart.staged_rows(p_orphan_cutoff timestamptz DEFAULT NULL)
   RETURNS TABLE (source_name text, staged bigint, deferred bigint, due bigint, oldest_staged_at timestamptz)
   LANGUAGE plpgsql STABLE
   SET search_path = pg_catalog, pg_temp
+  SET enable_seqscan = off
 AS $$
 -- Its rows come from RETURN QUERY EXECUTE (one generated query per source), whose result
 -- plpgsql_check cannot see, so it would take the OUT columns for unset:
@@ -29,11 +35,12 @@ BEGIN
                                        OR EXISTS (SELECT 1 FROM globalcart.fact_orders o WHERE o.order_id = s.order_id))),
                min(s.ingested_at) FILTER (WHERE s.deferrals = 0)
           FROM globalcart.%I s
+         WHERE s.stg_id > 0
         $sql$, v_source.source_name, v_source.staging_table)
         USING p_orphan_cutoff;
     ELSE
       RETURN QUERY EXECUTE format(
-        'SELECT %L::text, count(*), 0::bigint, 0::bigint, min(s.ingested_at) FROM globalcart.%I s',
+        'SELECT %L::text, count(*), 0::bigint, 0::bigint, min(s.ingested_at) FROM globalcart.%I s WHERE s.stg_id > 0',
         v_source.source_name, v_source.staging_table);
     END IF;
   END LOOP;
