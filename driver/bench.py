@@ -36,7 +36,7 @@ import psycopg
 from driver import db
 from driver.deltas import generate_delta
 from driver.embedded import start_server
-from driver.freshness import Freshness, measure
+from driver.freshness import Freshness, FreshnessIncomplete, measure
 from driver.generator import COLUMNS, Batch
 from driver.migrate import migrate
 from driver.output import render_table
@@ -66,6 +66,7 @@ class Figures:
     freshness_seconds: float = 0
     peak_rss_mb: float = 0
     first_large: float = 0  # the first delta after the seed, not timed
+    notes: list[str] = field(default_factory=list)  # freshness runs that did not complete
 
     @property
     def large_over_small(self) -> float:
@@ -107,6 +108,8 @@ class Figures:
                 "staged commit -> visible in fact_orders (goal for follow mode: p95 <= 2 s)\n"
                 + render_table(["refreshed by", "orders", "p50", "p95", "max"], [f.row() for f in self.freshness])
             )
+        for note in self.notes:
+            text += f"\n{note}"
         return text
 
 
@@ -300,13 +303,18 @@ def run_bench(
             log(f"{name} warehouse: bare guarded upserts of the same {delta_rows[name]:,} rows in {bare[name]:.2f} s")
         with psycopg.connect(server.dsn("postgres"), autocommit=True) as admin:
             admin.execute("CHECKPOINT")
-        freshness = [
-            measure(server.dsn("bench_large"), mode, freshness_seconds, freshness_rate, seed + 100, log)
-            for mode in (("follow", "minute") if freshness_seconds > 0 else ())
-        ]
+        freshness: list[Freshness] = []
+        notes: list[str] = []
+        for mode in ("follow", "minute") if freshness_seconds > 0 else ():
+            try:
+                freshness.append(measure(server.dsn("bench_large"), mode, freshness_seconds, freshness_rate,
+                                         seed + 100, log))  # fmt: skip
+            except FreshnessIncomplete as exc:  # a figure too: reported, and the others still printed
+                log(str(exc))
+                notes.append(str(exc))
         return Figures(small, large, delta_rows["small"], delta_rows["large"], seed_large, refresh["small"],
                        refresh["large"], bare["small"], bare["large"], reload, snapshot["small"], snapshot["large"],
                        kpi_slice, rounds, freshness, freshness_rate, freshness_seconds, peak_rss_mb(),
-                       first["large"])  # fmt: skip
+                       first["large"], notes)  # fmt: skip
     finally:
         server.stop()

@@ -26,6 +26,10 @@ TICK = 0.05  # the producer commits every 50 ms
 POLL = 0.02  # the watcher looks every 20 ms
 
 
+class FreshnessIncomplete(RuntimeError):
+    """Some orders were not visible in time: the refresh falls behind the load."""
+
+
 @dataclass
 class Freshness:
     mode: str
@@ -114,5 +118,9 @@ def measure(dsn: str, mode: str, seconds: float, rate: int, seed: int, log: Call
         follower.join(timeout=30)
     latencies = [seen.get(i, float("inf")) - at for lo, hi, at in committed for i in range(lo, hi + 1)]
     if not latencies or max(latencies) == float("inf"):
-        raise RuntimeError(f"freshness ({mode}): some orders never became visible")
+        missing = sum(1 for latency in latencies if latency == float("inf"))
+        raise FreshnessIncomplete(
+            f"freshness ({mode}): {missing:,} of {len(latencies):,} orders were not visible "
+            f"{20 if mode == 'follow' else 90} s after the producer stopped (the refresh is slower than the load)"
+        )
     return Freshness(mode, len(latencies), statistics.median(latencies), _percentile(latencies, 0.95), max(latencies))
