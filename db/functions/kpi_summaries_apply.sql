@@ -75,7 +75,7 @@ BEGIN
            bool_or(e.event_type = 'ADD_TO_CART'),
            bool_or(e.event_type = 'PAYMENT_FAILED'),
            max(e.cart_value_usd)
-      FROM (SELECT DISTINCT t.session_id FROM pg_temp.gc_kpi_sessions t) AS t
+      FROM pg_temp.gc_kpi_sessions t  -- (keyed: each session once)
       JOIN globalcart.fact_funnel_events e ON e.session_id = t.session_id
      GROUP BY e.session_id;
   ELSE
