@@ -114,7 +114,8 @@ BEGIN
   ), gone AS (  -- no event left (fact retention dropped them all): the state goes
     DELETE FROM globalcart.kpi_session_state k
      USING pg_temp.gc_kpi_sessions t
-     WHERE k.session_id = t.session_id
+     WHERE p_recompute_sessions  -- (appending events never empties a session)
+       AND k.session_id = t.session_id
        AND NOT EXISTS (SELECT 1 FROM pg_temp.gc_kpi_session_new n WHERE n.session_id = k.session_id)
   ), moves AS (
     SELECT -1 AS sign, o.first_event_ts, o.channel, o.purchased, o.carted, o.payment_failed, o.max_cart_value_usd

@@ -19,6 +19,8 @@ CREATE OR REPLACE FUNCTION globalcart.kpi_values(
   RETURNS TABLE (kpi_order integer, kpi_name text, kpi_value numeric)
   LANGUAGE plpgsql STABLE
   SET search_path = pg_catalog, pg_temp
+  -- index ranges of a day at most: JIT compiling them would cost more than running them
+  SET jit = off
 AS $$
 DECLARE
   v_from timestamptz := kpi_values.from_ts;
