@@ -67,6 +67,9 @@ class Figures:
     peak_rss_mb: float = 0
     first_large: float = 0  # the first delta after the seed, not timed
     notes: list[str] = field(default_factory=list)  # freshness runs that did not complete
+    timeline: float = 0  # order_timeline() of one order the deltas changed, large warehouse
+    as_of_one_order: float = 0  # fact_orders_as_of(t) WHERE order_id = …, large
+    kpi_as_of: float = 0  # kpi_values_as_of(t), whole large warehouse
 
     @property
     def large_over_small(self) -> float:
@@ -97,6 +100,9 @@ class Figures:
             ["snapshot_kpis(), large warehouse", f"{self.snapshot:.3f} s", ""],
             ["  large ÷ small (goals: ≤ 1.5, and large ≤ 0.100 s)", f"{self.snapshot / self.snapshot_small:.2f}", ""],
             ["kpi_values(), one month, one country, large (goal ≤ 0.050 s)", f"{self.kpi_slice:.3f} s", ""],
+            ["order_timeline() of one order, large", f"{self.timeline:.3f} s", ""],
+            ["fact_orders_as_of() of one order, large", f"{self.as_of_one_order:.3f} s", ""],
+            ["kpi_values_as_of(), whole large warehouse", f"{self.kpi_as_of:.1f} s", ""],
             ["driver's peak memory, RSS (goal < 1 GB)", f"{self.peak_rss_mb:,.0f} MB", ""],
         ]  # fmt: skip
         text = (f"deltas: {self.delta_small:,} staged rows in all (small), {self.delta_large:,} (large)\n"
@@ -138,6 +144,21 @@ def _kpi_slice(conn: psycopg.Connection) -> float:
         "(%s::date + interval '1 month') AT TIME ZONE 'UTC', %s, NULL)",
         (month, month, country),
     )
+
+
+def _history_reads(conn: psycopg.Connection) -> tuple[float, float, float]:
+    """The history reads of CONTRACT 7 on the warehouse after its deltas: the timeline and a
+    one-order as-of read of the order last changed (index probes), and the KPIs as of the end of
+    the middle delta (every fact and its audit rows read once)."""
+    order_id, at = conn.execute(
+        """SELECT (SELECT order_id FROM globalcart.audit_fact_orders ORDER BY audit_id DESC LIMIT 1),
+                  (SELECT finished_at FROM globalcart.etl_runs WHERE status = 'ok'
+                    ORDER BY run_id DESC OFFSET 1 LIMIT 1)"""
+    ).fetchone()
+    conn.commit()
+    timeline = _median_of(conn, "SELECT * FROM globalcart.order_timeline(%s)", (order_id,))
+    one = _median_of(conn, "SELECT * FROM globalcart.fact_orders_as_of(%s) WHERE order_id = %s", (at, order_id))
+    return timeline, one, _median_of(conn, "SELECT * FROM globalcart.kpi_values_as_of(%s)", (at,), calls=1)
 
 
 def peak_rss_mb() -> float:
@@ -238,6 +259,7 @@ def run_bench(
         delta_rows = {"small": 0, "large": 0}
         batches: dict[str, list[Batch]] = {"small": [], "large": []}
         seed_large = reload = kpi_slice = 0.0
+        history = (0.0, 0.0, 0.0)
         snapshot = {"small": 0.0, "large": 0.0}
         first = {"small": 0.0, "large": 0.0}
         for name, orders in (("small", small), ("large", large)):
@@ -293,6 +315,9 @@ def run_bench(
                 log(f"{name} warehouse: snapshot_kpis() in {snapshot[name] * 1000:.1f} ms")
                 if name == "large":
                     kpi_slice = _kpi_slice(conn)
+                    history = _history_reads(conn)
+                    log(f"large warehouse: order_timeline() {history[0] * 1000:.1f} ms, one-order as-of read "
+                        f"{history[1] * 1000:.1f} ms, kpi_values_as_of() {history[2]:.1f} s")  # fmt: skip
                     reload = _full_reload(conn)
         bare = {}
         for name in ("small", "large"):
@@ -315,6 +340,6 @@ def run_bench(
         return Figures(small, large, delta_rows["small"], delta_rows["large"], seed_large, refresh["small"],
                        refresh["large"], bare["small"], bare["large"], reload, snapshot["small"], snapshot["large"],
                        kpi_slice, rounds, freshness, freshness_rate, freshness_seconds, peak_rss_mb(),
-                       first["large"], notes)  # fmt: skip
+                       first["large"], notes, *history)  # fmt: skip
     finally:
         server.stop()

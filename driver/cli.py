@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from driver import db, output
+from driver import db, history, output
 from driver.deltas import stage_window
 from driver.embedded import EmbeddedServerError
 from driver.errors import DriverError, connection_lost, describe_sql_error, first_line
@@ -418,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--country", type=_country, help="two-letter country code, e.g. DE (default: all)")
     p.add_argument("--channel", help="e.g. web, app (default: all)")
     p.set_defaults(func=cmd_kpis)
+
+    history.add_commands(commands, _add_dsn, _timestamp)
 
     p = commands.add_parser("compare", help="the latest snapshots of two labels side by side")
     _add_dsn(p)

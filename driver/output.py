@@ -13,12 +13,15 @@ if TYPE_CHECKING:
 COUNT_COLUMNS = ("claimed", "inserted", "updated", "stale", "duplicate", "rejected", "deferred", "backlog")
 
 
-def render_table(header: list[str], rows: list[list[str]]) -> str:
-    """Left-align the first column, right-align the others."""
+def render_table(header: list[str], rows: list[list[str]], align: str | None = None) -> str:
+    """Left-align the first column, right-align the others — or as ``align`` says, one letter per
+    column: l (left) or r (right)."""
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    align = align or "l" + "r" * (len(header) - 1)
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cells)).rstrip()
+        return "  ".join(c.ljust(widths[i]) if align[i] == "l" else c.rjust(widths[i])
+                         for i, c in enumerate(cells)).rstrip()  # fmt: skip
 
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 

@@ -139,7 +139,8 @@ def test_bench_prints_its_figures():
                  "large ÷ small, per delta row (goal ≤ 1.3)", "refresh ÷ bare (goal ≤ 2)"):  # fmt: skip
         assert figures.get(name, 0) > 0, (name, figures)  # measured, not a label with nothing behind it
     for name in ("full reload of the 800-order warehouse", "snapshot_kpis(), large warehouse",
-                 "full reload ÷ refresh of one delta"):  # fmt: skip
+                 "full reload ÷ refresh of one delta", "order_timeline() of one order, large",
+                 "fact_orders_as_of() of one order, large", "kpi_values_as_of(), whole large warehouse"):  # fmt: skip
         assert name in figures, (name, figures)
     follow = next(line for line in result.stdout.splitlines() if line.startswith("follow "))
     minute = next(line for line in result.stdout.splitlines() if line.startswith("minute "))

@@ -36,6 +36,12 @@ ACTIONS: dict[str, tuple[Callable[[psycopg.Connection], object], set[str]]] = {
     "compare_kpis()": (lambda c: c.execute("SELECT * FROM globalcart.compare_kpis('b', 'a')"), READERS),
     "read pipeline_health": (lambda c: c.execute("SELECT * FROM globalcart.pipeline_health"), {"refresher"} | READERS),
     "read audit tables": (lambda c: c.execute("SELECT * FROM globalcart.audit_fact_orders"), {"auditor"}),
+    "kpi_values_as_of()": (lambda c: c.execute("SELECT * FROM globalcart.kpi_values_as_of(now())"), READERS),
+    "<table>_as_of() (history holds personal data)": (
+        lambda c: c.execute("SELECT * FROM globalcart.fact_orders_as_of(now()), globalcart.dim_customer_as_of(now())"),
+        {"auditor"}),
+    "order_timeline()": (lambda c: c.execute("SELECT * FROM globalcart.order_timeline(1)"), {"auditor"}),
+    "revert_run()": (lambda c: c.execute("SELECT globalcart.revert_run(1)"), set()),
     "read etl_rejects": (lambda c: c.execute("SELECT * FROM globalcart.etl_rejects"), {"auditor"}),
     "read settings": (lambda c: c.execute("SELECT * FROM globalcart.etl_settings"), set()),
     "read etl_runs": (lambda c: c.execute("SELECT * FROM globalcart.etl_runs"), set()),

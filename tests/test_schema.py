@@ -189,8 +189,11 @@ def test_primary_keys_are_distribution_ready(conn, table):
 @pytest.mark.parametrize("table", list(CONTRACT))
 def test_audit_table_has_audit_columns_and_every_column_of_its_table(conn, table):
     audit = [name for name, _, _ in _columns(conn, f"audit_{table}")]
-    assert audit[:3] == ["audit_id", "audited_at", "audit_run_id"] and audit[-1] == "audited_by"
-    assert audit[3:-1] == [name for name, _, _ in _columns(conn, table)]
+    assert audit[:3] == ["audit_id", "audited_at", "audit_run_id"]
+    columns = [name for name, _, _ in _columns(conn, table)]
+    # every column of its table, in the table's order, and who made the change, and how (CONTRACT 7)
+    assert [name for name in audit if name in columns] == columns
+    assert set(audit) - set(columns) == {"audit_id", "audited_at", "audit_run_id", "audited_by", "audit_action"}
 
 
 def test_currencies_are_seeded(conn):
@@ -245,12 +248,15 @@ def test_every_function_pins_search_path_or_says_why_not(conn):
         """SELECT p.proname FROM pg_proc p
                               WHERE p.pronamespace = 'globalcart'::regnamespace AND p.proconfig IS NULL""",
     )
-    # inlined per-row helpers (SQL-standard bodies, bound at creation), generated audit triggers, and
-    # the procedures that COMMIT (a SET clause forbids it; they schema-qualify every name instead)
+    # inlined per-row helpers (SQL-standard bodies, bound at creation), generated audit triggers, the
+    # generated as-of functions (a SET clause would stop the planner inlining them: a one-order read
+    # would read the whole table), and the procedures that COMMIT (a SET clause forbids it); all of
+    # them schema-qualify every name instead
     allowed = {"order_status_rank", "order_status_transition_allowed", "current_run_id", "refresh_for", "drain_staging"}
+    history = {f"{t}_as_of" for (t,) in fetch(conn, "SELECT table_name FROM globalcart.history_tables()")}
     assert {name for (name,) in unpinned} - allowed == {
         name for (name,) in unpinned if name.startswith("audit_") and name.endswith("_before_update")
-    }
+    } | history
 
 
 def test_every_table_and_view_has_a_comment(conn):

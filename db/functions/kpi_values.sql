@@ -35,7 +35,6 @@ DECLARE
   o record;          -- order-grain sums, USD
   f record;          -- funnel sums
   e record;
-  v_sla numeric;
 BEGIN
   SELECT 0::bigint AS orders, 0::numeric AS gross, 0::numeric AS net, 0::bigint AS units, 0::bigint AS returned,
          0::bigint AS delivered, 0::numeric AS refunds, 0::bigint AS shipped, 0::bigint AS breached,
@@ -149,28 +148,11 @@ BEGIN
     END LOOP;
   END IF;
 
-  -- Sums are exact; trim_scale gives each one scale whatever way it was added up, so that a
-  -- ratio of them is the same number to the last digit.
-  v_sla := o.breached::numeric / nullif(o.shipped, 0);
-  RETURN QUERY VALUES
-    (1, 'orders', o.orders::numeric),
-    (2, 'gmv_usd', trim_scale(o.gross)),
-    (3, 'net_revenue_usd', trim_scale(o.net - o.refunds)),
-    (4, 'aov_usd', trim_scale(o.net) / nullif(o.orders, 0)),
-    (5, 'units', o.units::numeric),
-    (6, 'return_rate', o.returned::numeric / nullif(o.delivered, 0)),
-    (7, 'refunds_usd', trim_scale(o.refunds)),
-    (8, 'sla_breach_rate', v_sla),
-    (9, 'on_time_delivery_rate', 1 - v_sla),
-    (10, 'payment_failure_rate', o.failed::numeric / nullif(o.payments, 0));
-
-  IF to_regclass('globalcart.fact_funnel_events') IS NOT NULL THEN
-    RETURN QUERY VALUES
-      (11, 'conversion_rate', CASE WHEN v_country IS NULL THEN f.purchased::numeric / nullif(f.sessions, 0) END),
-      (12, 'cart_abandonment_rate', CASE WHEN v_country IS NULL THEN f.abandoned::numeric / nullif(f.carted, 0) END),
-      (13, 'revenue_lost_due_to_failures', CASE WHEN v_country IS NULL THEN trim_scale(f.lost_failures) END),
-      (14, 'revenue_lost_due_to_abandonment', CASE WHEN v_country IS NULL THEN trim_scale(f.lost_abandonment) END);
-  END IF;
+  RETURN QUERY
+    SELECT * FROM globalcart.kpi_from_sums(o.orders, o.gross, o.net, o.units, o.returned, o.delivered, o.refunds,
+                                           o.shipped, o.breached, o.payments, o.failed, f.sessions, f.purchased,
+                                           f.carted, f.abandoned, f.lost_failures, f.lost_abandonment,
+                                           v_country IS NULL);
 END;
 $$;
 COMMENT ON FUNCTION globalcart.kpi_values(timestamptz, timestamptz, char, text) IS

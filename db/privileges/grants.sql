@@ -14,9 +14,11 @@
 --                         pipeline_health; what the scheduled
 --                         jobs' commands call (job_statement_timeout())
 --   globalcart_reader     SELECT on dimensions, facts, kpi_* (snapshots, summaries, kpi_daily),
---                         pipeline_health; kpi_values(), compare_kpis()
+--                         pipeline_health; kpi_values(), kpi_values_as_of(), compare_kpis()
 --   globalcart_auditor    globalcart_reader's (it is a member), plus SELECT on audit tables and
---                         etl_rejects
+--                         etl_rejects, and the history read from them: <table>_as_of() of each
+--                         table with history, order_timeline()
+-- revert_run() is the owner's alone (it rewrites facts).
 DO $$
 DECLARE
   v_group text;
@@ -82,6 +84,10 @@ BEGIN
     EXECUTE format('GRANT SELECT ON globalcart.%I TO globalcart_reader', v_name);
   END LOOP;
   GRANT EXECUTE ON FUNCTION globalcart.kpi_values(timestamptz, timestamptz, char, text) TO globalcart_reader;
+  GRANT EXECUTE ON FUNCTION globalcart.kpi_from_sums(bigint, numeric, numeric, bigint, bigint, bigint, numeric, bigint,
+                                                     bigint, bigint, bigint, bigint, bigint, bigint, bigint, numeric,
+                                                     numeric, boolean) TO globalcart_reader;
+  GRANT EXECUTE ON FUNCTION globalcart.kpi_values_as_of(timestamptz) TO globalcart_reader;
   GRANT EXECUTE ON FUNCTION globalcart.compare_kpis(text, text) TO globalcart_reader;
 
   -- auditor: the old versions and the quarantine (they hold personal data)
@@ -93,5 +99,11 @@ BEGIN
     EXECUTE format('GRANT SELECT ON globalcart.%I TO globalcart_auditor', v_name);
   END LOOP;
   GRANT SELECT ON globalcart.etl_rejects TO globalcart_auditor;
+  -- … and the history read from them (the as-of functions run with the caller's rights)
+  FOR v_name IN SELECT h.table_name FROM globalcart.history_tables() h LOOP
+    EXECUTE format('GRANT EXECUTE ON FUNCTION globalcart.%I(timestamptz) TO globalcart_auditor', v_name || '_as_of');
+  END LOOP;
+  GRANT EXECUTE ON FUNCTION globalcart.history_run_at(timestamptz) TO globalcart_auditor;
+  GRANT EXECUTE ON FUNCTION globalcart.order_timeline(bigint) TO globalcart_auditor;
 END;
 $$;
