@@ -301,6 +301,20 @@ def test_a_revert_is_refused_while_a_later_run_changed_the_same_rows(conn):
     assert r4 > r3
 
 
+def test_a_revert_is_refused_while_a_later_run_derived_state_from_its_rows(conn):
+    base(conn)
+    r2 = run(conn, returns=[return_(80, 2)])  # order 2 is PAID: the return changes nothing yet
+    r3 = run(conn, orders=[order(2, order_status="DELIVERED", customer_id=2, updated_at=ts(60 * 40))])
+    assert scalar(conn, "SELECT order_status FROM globalcart.fact_orders WHERE order_id = 2") == "RETURNED"
+    with pytest.raises(psycopg.Error, match=f"later run {r3} changed the same rows") as refused:
+        revert(conn, r2)
+    assert refused.value.sqlstate == "GC011"
+    revert(conn, r3)
+    revert(conn, r2)
+    assert fetch(conn, "SELECT order_status FROM globalcart.fact_orders WHERE order_id = 2") == [("PAID",)]
+    assert scalar(conn, "SELECT count(*) FROM globalcart.fact_returns") == 0
+
+
 def test_a_revert_can_be_reverted(conn):
     base(conn)
     before, before_kpis = contents(conn), kpis(conn)

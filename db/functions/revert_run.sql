@@ -8,7 +8,8 @@
 --      replaced or deleted (audit rows with its audit_run_id). Where a key no longer holds what
 --      the run left — a later run, or a change outside any run, changed it since and that change
 --      stands — it refuses with GC011 naming those runs: revert them first, newest first. (A
---      later change that was itself reverted leaves the run's version in place: no refusal.)
+--      later change that was itself reverted leaves the run's version in place: no refusal.) So
+--      does an order a later run turned RETURNED while a return of this run is taken away.
 --   3. Opens its own run (etl_runs.reverts_run_id = the run) and, for each key, from the version
 --      it had before the run (the first audit row the run wrote for it):
 --        - a row the run inserted (no version before) is deleted — audited, so it can come back;
@@ -138,6 +139,21 @@ BEGIN
     v_later := v_later || coalesce(v_runs, '{}');
     v_outside := v_outside OR v_out;
   END LOOP;
+  -- Derived state (CONTRACT 2.6): a later run that delivered an order turned it RETURNED because of
+  -- a return of this run; taking the return away would leave it RETURNED with no return. That
+  -- later run stands on this one: it is named like the others.
+  v_later := v_later || ARRAY(
+    SELECT DISTINCT o.loaded_run_id
+      FROM (SELECT r.order_id FROM globalcart.fact_returns r WHERE r.loaded_run_id = v_target.run_id
+            UNION
+            SELECT a.order_id FROM globalcart.audit_fact_returns a
+             WHERE a.audit_run_id = v_target.run_id OR a.loaded_run_id = v_target.run_id) AS k
+      JOIN globalcart.fact_orders o ON o.order_id = k.order_id
+     WHERE o.order_status = 'RETURNED' AND o.loaded_run_id > v_target.run_id
+       -- (an order this run changed itself is one of its keys, checked above)
+       AND NOT EXISTS (SELECT 1 FROM globalcart.audit_fact_orders a
+                        WHERE a.order_id = o.order_id
+                          AND (a.audit_run_id = v_target.run_id OR a.loaded_run_id = v_target.run_id)));
   IF cardinality(v_later) > 0 OR v_outside THEN
     v_later := ARRAY(SELECT DISTINCT r FROM unnest(v_later) AS r ORDER BY r DESC);
     RAISE EXCEPTION 'revert_run: run % cannot be reverted: %', v_target.run_id,
