@@ -252,3 +252,29 @@ def rejects(conn: psycopg.Connection, source: str | None = None) -> list[tuple[s
 def table_digest(conn: psycopg.Connection, table: str) -> list[tuple]:
     """Every row of a globalcart table as text, sorted: equal digests mean equal contents."""
     return fetch(conn, f"SELECT t::text FROM globalcart.{table} t ORDER BY 1")
+
+
+@contextlib.contextmanager
+def installed_by_release(pg_server: Any, tmp_path: Path, commit: str, dbname: str):
+    """A database of its own, migrated by an earlier release of this repository (its db/ and
+    driver/ from the git history, run from ``tmp_path``): yields its DSN, drops it afterwards.
+    Skips the test where the git history is not there."""
+    import pytest
+    from pytest_postgresql.janitor import DatabaseJanitor
+
+    if subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{commit}^{{commit}}"],
+                      capture_output=True, check=False).returncode != 0:  # fmt: skip
+        pytest.skip("needs the git history (the previous release is installed from it)")
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "db", "driver"],
+                             capture_output=True, check=True)  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive.stdout, check=True)
+    janitor = DatabaseJanitor(user=pg_server.user, host=pg_server.host, port=pg_server.port, dbname=dbname)
+    janitor.init()
+    try:
+        dsn = pg_server.dsn(dbname)
+        old = subprocess.run([sys.executable, "-m", "driver", "migrate", "--no-cron", "--dsn", dsn], cwd=tmp_path,
+                             capture_output=True, text=True, check=False)  # fmt: skip
+        assert old.returncode == 0, old.stderr
+        yield dsn
+    finally:
+        janitor.drop()

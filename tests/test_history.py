@@ -4,18 +4,16 @@ order_timeline(order_id), revert_run(run_id) — of an insert-only run, an updat
 turned orders RETURNED, a run refused because later runs changed its rows, a revert of a revert —
 and the commands history, as-of and revert."""
 
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
 import pytest
 from helpers import (
-    ROOT,
     customer,
     event,
     fetch,
+    installed_by_release,
     item,
     order,
     payment,
@@ -409,23 +407,9 @@ def test_an_upgraded_warehouse_gets_its_history_from_the_audit_tables(pg_server,
     """Installed and refreshed by the previous release, then migrated: a version that replaced
     another was written by the run that replaced it (0007's backfill), so as-of reads between the
     old runs are right; rows never updated were written before history was kept (NULL)."""
-    from pytest_postgresql.janitor import DatabaseJanitor
-
     from driver.migrate import migrate
 
-    if subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{PREVIOUS_RELEASE}^{{commit}}"],
-                      capture_output=True, check=False).returncode != 0:  # fmt: skip
-        pytest.skip("needs the git history (the previous release is installed from it)")
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", PREVIOUS_RELEASE, "db", "driver"],
-                             capture_output=True, check=True)  # fmt: skip
-    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive.stdout, check=True)
-    janitor = DatabaseJanitor(user=pg_server.user, host=pg_server.host, port=pg_server.port, dbname="gc_upgrade7")
-    janitor.init()
-    try:
-        dsn = pg_server.dsn("gc_upgrade7")
-        old = subprocess.run([sys.executable, "-m", "driver", "migrate", "--no-cron", "--dsn", dsn], cwd=tmp_path,
-                             capture_output=True, text=True, check=False)  # fmt: skip
-        assert old.returncode == 0, old.stderr
+    with installed_by_release(pg_server, tmp_path, PREVIOUS_RELEASE, "gc_upgrade7") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             r1 = run(conn, orders=[order(1), order(2)])
             r2 = run(conn, orders=[order(1, order_status="PAID", updated_at=ts(1))])
@@ -448,5 +432,3 @@ def test_an_upgraded_warehouse_gets_its_history_from_the_audit_tables(pg_server,
             r4 = run(conn, orders=[order(2, order_status="PAID", updated_at=ts(3))])
             revert(conn, r4)
             assert fetch(conn, "SELECT order_status FROM globalcart.fact_orders WHERE order_id = 2") == [("PLACED",)]
-    finally:
-        janitor.drop()

@@ -4,7 +4,6 @@ the refresh for the months its batch needs; a newer version in another month mov
 its children), never a second row; fact_retention drops whole months and the KPI summaries follow."""
 
 import json
-import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -262,26 +261,11 @@ def test_upgrading_a_populated_warehouse_keeps_every_row_and_every_kpi(pg_server
     moves every row into its month's partition (children with their order's order_ts), 0005's step
     computes the KPI summaries, and the KPIs read from them equal the snapshot the old release took
     by scanning the facts."""
-    import subprocess
-
-    from helpers import ROOT
-    from pytest_postgresql.janitor import DatabaseJanitor
+    from helpers import installed_by_release
 
     from driver.migrate import migrate
 
-    if subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{PREVIOUS_RELEASE}^{{commit}}"],
-                      capture_output=True, check=False).returncode != 0:  # fmt: skip
-        pytest.skip("needs the git history (the previous release is installed from it)")
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", PREVIOUS_RELEASE, "db", "driver"],
-                             capture_output=True, check=True)  # fmt: skip
-    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive.stdout, check=True)
-    janitor = DatabaseJanitor(user=pg_server.user, host=pg_server.host, port=pg_server.port, dbname="gc_upgrade")
-    janitor.init()
-    try:
-        dsn = pg_server.dsn("gc_upgrade")
-        old = subprocess.run([sys.executable, "-m", "driver", "migrate", "--no-cron", "--dsn", dsn], cwd=tmp_path,
-                             capture_output=True, text=True, check=False)  # fmt: skip
-        assert old.returncode == 0, old.stderr
+    with installed_by_release(pg_server, tmp_path, PREVIOUS_RELEASE, "gc_upgrade") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             stage(conn, "orders", [order(1, order_ts=MARCH, order_status="DELIVERED"), order(2, order_ts=MAY),
                                    order(3, order_ts=MAY, order_status="CANCELLED", updated_at=MAY)])  # fmt: skip
@@ -316,5 +300,3 @@ def test_upgrading_a_populated_warehouse_keeps_every_row_and_every_kpi(pg_server
             stage(conn, "orders", [order(2, order_ts=MAY, order_status="PAID", updated_at=MAY + timedelta(days=1))])
             assert refresh(conn)["orders"]["updated"] == 1
             assert scalar(conn, "SELECT count(*) FROM globalcart.audit_fact_orders") == rows["audit_fact_orders"] + 1
-    finally:
-        janitor.drop()
