@@ -123,7 +123,14 @@ def seed_history(
     finally:
         done.set()
         thread.join()
-    summary = db.run_refresh(conn)  # anything left
-    refreshes += summary["run_id"] is not None
-    rejected += int(summary["totals"]["rejected"])
+    # what is left: a call takes at most max_rows_per_run rows of each source, and on a large
+    # seed the refresh falls behind the generator — the seed is done when staging is empty
+    while True:
+        summary = db.run_refresh(conn)
+        refreshes += summary["run_id"] is not None
+        rejected += int(summary["totals"]["rejected"])
+        if summary["run_id"] is None or not summary["totals"]["backlog"]:
+            break
+        if progress:
+            progress(staged_orders, orders)
     return SeedReport(staged_orders, rows, refreshes, time.monotonic() - started, rejected)

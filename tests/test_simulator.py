@@ -95,6 +95,18 @@ def test_seed_goes_through_staging_and_lands_realistic_rates(dsn):
     assert 0.04 <= kpi["return_rate"] <= 0.10
 
 
+def test_a_seed_larger_than_a_refresh_call_ends_with_staging_empty(dsn):
+    """A call takes at most max_rows_per_run rows of each source: the seed calls the refresh until
+    nothing is left (its time is the time to a warehouse that holds everything)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE globalcart.etl_settings SET value = '700' WHERE name = 'max_rows_per_run'")
+    report = _seed(dsn, orders=3000)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert staged_count(conn) == 0
+        assert scalar(conn, "SELECT count(*) FROM globalcart.fact_orders") == report.orders == 3000
+        assert report.refreshes == scalar(conn, "SELECT count(*) FROM globalcart.etl_runs") > 3000 // 700
+
+
 def _versions(batch: Batch) -> dict[str, tuple[int, int]]:
     """Per source, (stale, duplicate) as the refresh must count them for this batch alone (its
     versions are all newer than what is stored): per key, rows older than the newest are stale,
