@@ -55,7 +55,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_refresh(args: argparse.Namespace) -> int:
     with db.connect(db.resolve_dsn(args.dsn), autocommit=True) as conn:
-        _require_schema(conn)
+        db.require_schema(conn)
         row = conn.execute("SELECT globalcart.run_incremental_refresh()").fetchone()
         sources = [s.name for s in db.sources(conn)]
     assert row is not None
@@ -108,19 +108,6 @@ def _share(text: str) -> float:
     return value
 
 
-def _require_schema(conn: psycopg.Connection, newest: str = "globalcart.pipeline_health") -> None:
-    """The warehouse must be installed, and migrated at least up to the object ``newest``."""
-    installed, current = conn.execute(
-        "SELECT to_regprocedure('globalcart.run_incremental_refresh()') IS NOT NULL, to_regclass(%s) IS NOT NULL",
-        (newest,),
-    ).fetchone()
-    conn.commit()
-    if not installed:
-        raise DriverError("the warehouse is not installed in this database: run `python -m driver migrate` first.")
-    if not current:
-        raise DriverError("the warehouse schema is older than this driver: run `python -m driver migrate`.")
-
-
 def _print_kpis(conn: psycopg.Connection, snapshot_id: int) -> None:
     rows = conn.execute(
         "SELECT kpi_name, kpi_value FROM globalcart.kpi_snapshots WHERE snapshot_id = %s ORDER BY kpi_order, kpi_name",
@@ -131,7 +118,7 @@ def _print_kpis(conn: psycopg.Connection, snapshot_id: int) -> None:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     with db.connect(db.resolve_dsn(args.dsn)) as conn:
-        _require_schema(conn)
+        db.require_schema(conn)
         snapshot_id = conn.execute("SELECT globalcart.snapshot_kpis(%s)", (args.label,)).fetchone()[0]
         conn.commit()
         print(f"snapshot {snapshot_id} labelled {args.label!r}")
@@ -154,7 +141,7 @@ def _slice_text(args: argparse.Namespace) -> str:
 
 def cmd_kpis(args: argparse.Namespace) -> int:
     with db.connect(db.resolve_dsn(args.dsn)) as conn:
-        _require_schema(conn, "globalcart.kpi_daily")
+        db.require_schema(conn, "globalcart.kpi_daily")
         rows = conn.execute(
             "SELECT kpi_name, kpi_value FROM globalcart.kpi_values(%s, %s, %s, %s) ORDER BY kpi_order",
             (args.from_ts, args.to_ts, args.country, args.channel),
@@ -172,7 +159,7 @@ def cmd_kpis(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     with db.connect(db.resolve_dsn(args.dsn)) as conn:
-        _require_schema(conn)
+        db.require_schema(conn)
         rows = conn.execute("SELECT * FROM globalcart.compare_kpis(%s, %s)", (args.before, args.after)).fetchall()
     print(output.format_comparison(rows, args.before, args.after))
     return 0
@@ -193,7 +180,7 @@ def _age(value: datetime | None, now: datetime) -> str:
 
 def cmd_health(args: argparse.Namespace) -> int:
     with db.connect(db.resolve_dsn(args.dsn), autocommit=True) as conn:
-        _require_schema(conn)
+        db.require_schema(conn)
         with conn.cursor() as cur:
             cur.execute("SELECT *, clock_timestamp() AS checked_at FROM globalcart.pipeline_health")
             names = [c.name for c in cur.description or []]
@@ -224,7 +211,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
     dsn = db.resolve_dsn(args.dsn)
     with db.connect(dsn) as conn:
-        _require_schema(conn)
+        db.require_schema(conn)
         report = seed_history(
             conn, dsn, orders=args.orders, seed=args.seed, as_of=args.as_of or datetime.now(UTC), days=args.days,
             progress=None if args.quiet else ProgressBar("seed"),
@@ -238,7 +225,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     with db.connect(db.resolve_dsn(args.dsn)) as conn:
-        _require_schema(conn)
+        db.require_schema(conn)
         report = stage_window(
             conn, since=args.since, until=args.until, seed=args.seed, orders=args.orders,
             duplicates=args.duplicates, out_of_order=args.out_of_order, bad_rows=args.bad_rows,
@@ -271,7 +258,7 @@ def cmd_access(args: argparse.Namespace) -> int:
     from driver.access import grant, revoke
 
     with db.connect(db.resolve_dsn(args.dsn), autocommit=True) as conn:
-        _require_schema(conn, "globalcart.etl_refresh_lock")
+        db.require_schema(conn, "globalcart.etl_refresh_lock")
         if args.command == "grant":
             after = grant(conn, args.user, args.role, args.password_env)
         else:

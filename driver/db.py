@@ -74,3 +74,18 @@ def sources(conn: psycopg.Connection) -> list[Source]:
         "FROM globalcart.etl_sources ORDER BY apply_order"
     ).fetchall()
     return [Source(name, staging, fact, key, tuple(pk), waits) for name, staging, fact, key, pk, waits in rows]
+
+
+def require_schema(conn: psycopg.Connection, newest: str = "globalcart.pipeline_health") -> None:
+    """The warehouse must be installed, and migrated at least up to the object ``newest``: a
+    relation, or a routine given with its argument types (``globalcart.revert_run(bigint)``)."""
+    lookup = "to_regprocedure" if "(" in newest else "to_regclass"
+    installed, current = conn.execute(
+        f"SELECT to_regprocedure('globalcart.run_incremental_refresh()') IS NOT NULL, {lookup}(%s) IS NOT NULL",
+        (newest,),
+    ).fetchone()
+    conn.commit()
+    if not installed:
+        raise DriverError("the warehouse is not installed in this database: run `python -m driver migrate` first.")
+    if not current:
+        raise DriverError("the warehouse schema is older than this driver: run `python -m driver migrate`.")

@@ -14,25 +14,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import psycopg
-
 from driver import db
 from driver.errors import DriverError
 from driver.output import fmt_number, render_table
-
-
-def _require_history(conn: psycopg.Connection) -> None:
-    installed, current = conn.execute(
-        "SELECT to_regprocedure('globalcart.run_incremental_refresh()') IS NOT NULL, "
-        "to_regprocedure('globalcart.revert_run(bigint)') IS NOT NULL"
-    ).fetchone()
-    conn.commit()
-    if not installed:
-        raise DriverError("the warehouse is not installed in this database: run `python -m driver migrate` first.")
-    if not current:
-        raise DriverError(
-            "the warehouse schema is older than this driver (no history): run `python -m driver migrate`."
-        )
 
 
 def _when(value: datetime | None) -> str:
@@ -72,7 +56,7 @@ def timeline_table(rows: list[tuple]) -> str:
 
 def cmd_history(args: argparse.Namespace) -> int:
     with db.connect(db.resolve_dsn(args.dsn)) as conn:
-        _require_history(conn)
+        db.require_schema(conn, "globalcart.revert_run(bigint)")
         rows = conn.execute("SELECT * FROM globalcart.order_timeline(%s)", (args.order_id,)).fetchall()
     if not rows:
         raise DriverError(f"order {args.order_id} has no version in this warehouse (never loaded, or its history "
@@ -85,7 +69,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_as_of(args: argparse.Namespace) -> int:
     with db.connect(db.resolve_dsn(args.dsn)) as conn:
-        _require_history(conn)
+        db.require_schema(conn, "globalcart.revert_run(bigint)")
         then = conn.execute(
             "SELECT kpi_name, kpi_value FROM globalcart.kpi_values_as_of(%s) ORDER BY kpi_order", (args.at,)
         ).fetchall()
@@ -111,7 +95,7 @@ def _revert_lines(summary: dict) -> list[list[str]]:
 
 def cmd_revert(args: argparse.Namespace) -> int:
     with db.connect(db.resolve_dsn(args.dsn)) as conn:
-        _require_history(conn)
+        db.require_schema(conn, "globalcart.revert_run(bigint)")
         run = conn.execute(
             "SELECT started_at, finished_at, status, reverts_run_id FROM globalcart.etl_runs WHERE run_id = %s",
             (args.run_id,),
