@@ -3,6 +3,9 @@
 # needs on Debian or Ubuntu and prepares the virtual environment .venv.
 #   - PostgreSQL server binaries, with the matching pg_cron and plpgsql_check packages
 #     (apt-get, when run as root; otherwise it says what to install);
+#   - Citus, for the tests marked citus (README "Scale out on Citus"): built from the vendored
+#     source (../shared/vendor/citus/install.sh, or $GLOBALCART_CITUS_SOURCE) when it is not
+#     installed and that source is there, as root — about a minute;
 #   - python3-venv where the interpreter lacks it;
 #   - .venv with this package and its dev extras (reinstalled only when pyproject.toml changes).
 set -euo pipefail
@@ -41,6 +44,22 @@ missing=()
 [ -f "/usr/lib/postgresql/$major/lib/plpgsql_check.so" ] || missing+=("postgresql-$major-plpgsql-check")
 [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
 
+citus_note=""
+if [ ! -f "/usr/lib/postgresql/$major/lib/citus.so" ]; then
+  citus_source=""
+  for candidate in "${GLOBALCART_CITUS_SOURCE:-}" ../shared/vendor/citus /work/shared/vendor/citus; do
+    if [ -n "$candidate" ] && [ -f "$candidate/install.sh" ]; then citus_source=$candidate; break; fi
+  done
+  if [ -n "$citus_source" ] && [ "$(id -u)" -eq 0 ]; then
+    say "building Citus from $citus_source (about a minute)"
+    bash "$citus_source/install.sh" >&2
+  elif [ -n "$citus_source" ]; then
+    citus_note=" (no Citus: run sudo bash $citus_source/install.sh for the tests marked citus)"
+  else
+    citus_note=" (no Citus: the tests marked citus skip; README \"Scale out on Citus\" says how to install it)"
+  fi
+fi
+
 PYTHON=${PYTHON:-python3}
 if ! command -v "$PYTHON" >/dev/null; then
   apt_install python3 python3-venv
@@ -64,4 +83,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   fi
   echo "$want" > "$stamp"
 fi
-say "ready: PostgreSQL $major with pg_cron and plpgsql_check, .venv"
+citus_have=""
+[ -f "/usr/lib/postgresql/$major/lib/citus.so" ] && citus_have=", Citus"
+say "ready: PostgreSQL $major with pg_cron and plpgsql_check$citus_have, .venv$citus_note"

@@ -45,3 +45,74 @@ def start_test_server(**options: Any) -> TestServer:
         server.remove_files()
         raise EmbeddedServerError(f"the test PostgreSQL did not start ({exc}); see {server.logfile}") from exc
     return server
+
+
+# ---------------------------------------------------------------------------------------------
+# A Citus cluster: a coordinator (Citus and pg_cron preloaded) and workers (Citus only: pg_cron
+# belongs to the coordinator), each a test server on 127.0.0.1. Citus keeps its metadata per
+# database, so each database of the cluster is created on every node (``create_database``).
+# ---------------------------------------------------------------------------------------------
+
+CITUS_INSTALL = "bash ../shared/vendor/citus/install.sh (as root; it is what .ci/setup.sh runs)"
+CITUS_OPTIONS = "-c max_prepared_transactions=100 -c citus.node_conninfo=sslmode=prefer"
+
+
+def citus_installed() -> bool:
+    """Is Citus built for the installed server (its library in the server's lib folder)?"""
+    from driver.embedded import find_pg_bin
+
+    return (find_pg_bin().parent / "lib" / "citus.so").is_file()
+
+
+class CitusCluster:
+    def __init__(self, coordinator: TestServer, workers: list[TestServer]):
+        self.coordinator = coordinator
+        self.workers = workers
+
+    @property
+    def nodes(self) -> list[TestServer]:
+        return [self.coordinator, *self.workers]
+
+    def dsn(self, dbname: str) -> str:
+        return self.coordinator.dsn(dbname)
+
+    def create_database(self, name: str, *, add_workers: bool = True) -> str:
+        """``name`` on every node with the citus extension; the workers added to the coordinator's
+        metadata of it (unless not ``add_workers``). Returns the coordinator's DSN of it."""
+        import psycopg
+
+        for node in self.nodes:
+            with psycopg.connect(node.dsn("postgres"), autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{name}"')
+            with psycopg.connect(node.dsn(name), autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION citus")
+        if add_workers:
+            with psycopg.connect(self.dsn(name), autocommit=True) as conn:
+                conn.execute(
+                    "SELECT citus_set_coordinator_host(%s, %s)", (self.coordinator.host, self.coordinator.port)
+                )
+                for worker in self.workers:
+                    conn.execute("SELECT citus_add_node(%s, %s)", (worker.host, worker.port))
+        return self.dsn(name)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            try:
+                node.stop()
+            except Exception:  # noqa: S110 - stop the others whatever happens to one
+                pass
+
+
+def start_citus_cluster(*, workers: int = 2, cron_database: str = "postgres") -> CitusCluster:
+    started: list[TestServer] = []
+    coordinator_options = f"-c shared_preload_libraries=citus,pg_cron {CITUS_OPTIONS}"
+    worker_options = f"-c shared_preload_libraries=citus {CITUS_OPTIONS}"
+    try:
+        started.append(start_test_server(cron_database=cron_database, durable=False, extra_options=coordinator_options))
+        for _ in range(workers):
+            started.append(start_test_server(preload_cron=False, durable=False, extra_options=worker_options))
+    except BaseException:
+        for server in started:
+            server.stop()
+        raise
+    return CitusCluster(started[0], started[1:])
