@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from driver import db, history, output
+from driver import citus, db, history, output
 from driver.deltas import stage_window
 from driver.embedded import EmbeddedServerError
 from driver.errors import DriverError, connection_lost, describe_sql_error, first_line
@@ -50,6 +50,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         print(report.cron.message, file=sys.stderr)
         return EXIT_CRON_UNAVAILABLE
     print(report.cron.message)
+    return 0
+
+
+def cmd_distribute(args: argparse.Namespace) -> int:
+    if not args.preview:
+        raise DriverError(
+            "the refresh does not run on a distributed warehouse yet (migrate, the layout and reads do): to lay out "
+            "a test warehouse anyway, run distribute --preview."
+        )
+    with db.connect(db.resolve_dsn(args.dsn)) as conn:
+        report = citus.distribute(conn)
+    for placement in report.created:
+        how = f"distributed by {placement.column}" if placement.kind == "distributed" else "reference table"
+        with_ = f", colocated with {placement.colocate_with}" if placement.colocate_with else ""
+        print(f"{placement.table}: {how}{with_}")
+    print(f"distributed: {len(report.created)} table(s) now, {len(report.already)} already; the rest stays local")
     return 0
 
 
@@ -333,6 +349,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dsn(p)
     p.add_argument("--no-cron", action="store_true", help="do not set up pg_cron (schema only)")
     p.set_defaults(func=cmd_migrate)
+
+    p = commands.add_parser(
+        "distribute",
+        help="on a Citus coordinator with workers: shard the facts, copy the dimensions to every node",
+        description="Turn an installed warehouse into the Citus layout: dimensions as reference tables, the "
+        "order-grain facts and their audit tables distributed by order_id and colocated, the funnel and its audit "
+        "by session_id; staging, bookkeeping, KPI summaries and the dimensions' audit stay on the coordinator. "
+        'Idempotent; one transaction. Needs Citus with at least one worker (README "Scale out on Citus").',
+    )
+    _add_dsn(p)
+    p.add_argument(
+        "--preview",
+        action="store_true",
+        help="required for now: the refresh does not run on the distributed layout yet",
+    )
+    p.set_defaults(func=cmd_distribute)
 
     p = commands.add_parser(
         "refresh",

@@ -14,6 +14,8 @@ schema that no routine file defines any more (a removed file, an old overload) i
 upgraded database has the routines of a fresh install. pg_cron is set up last: where the server
 cannot give it to this database, the report says why in one line and the rest of the schema is
 installed anyway.
+On a Citus coordinator (README "Scale out on Citus"), pg_cron is created on the coordinator only,
+and the owner role may log in on the workers, which the routine files reach (driver.citus).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import psycopg
 
+from driver import citus
 from driver.errors import DriverError, first_line
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "db"
@@ -251,8 +254,11 @@ def setup_cron(conn: psycopg.Connection) -> CronStatus:
     status = cron_status(conn)
     if not status.ready:
         return status
+    on_citus = citus.state(conn).installed
     try:
         with conn.transaction():
+            if on_citus:  # pg_cron belongs to the coordinator: Citus would create it on the workers too
+                conn.execute("SET LOCAL citus.enable_ddl_propagation TO off")
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
     except psycopg.errors.InsufficientPrivilege:
         return CronStatus(
@@ -275,6 +281,7 @@ def migrate(conn: psycopg.Connection, sql_dir: Path = SQL_DIR, *, with_cron: boo
     try:
         apply_migrations(conn, sql_dir, report)
         apply_privilege_file(conn, sql_dir, "ownership")
+        citus.prepare_workers(conn)  # on a Citus coordinator the owner applies the routines on the workers too
         apply_routines(conn, sql_dir, report)
         apply_privilege_file(conn, sql_dir, "grants")
         if with_cron:

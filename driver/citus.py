@@ -1,0 +1,206 @@
+"""Citus (distributed PostgreSQL): what ``migrate`` needs on a coordinator, and ``distribute``.
+
+On a Citus coordinator with workers, the warehouse takes this layout (README "Scale out on Citus"):
+- the dimensions (``globalcart.dim_*``) become reference tables, a copy on every node;
+- every fact of the source registry (``globalcart.etl_sources``) is distributed by the first column
+  of its primary key — the order-grain facts by ``order_id``, colocated with ``fact_orders``, the
+  funnel by ``session_id`` — and each fact's audit table (``audit_<fact>``) with it, colocated, so
+  that the audit trigger on a shard writes the colocated audit shard on the same node;
+- the rest stays local on the coordinator: staging, the bookkeeping (``etl_*``), the KPI summaries
+  and snapshots, the dimensions' audit tables (partitioned by month, which a reference table cannot
+  be).
+The layout is generated from the registry and the catalog, never listed by hand.
+
+Citus connects to the workers as the role that runs a distributed statement. The routine files are
+applied as ``globalcart_owner`` and the refresh runs with its rights (SECURITY DEFINER), so that
+role may log in on the workers (only there: on the coordinator nobody logs in as it); who may
+reach the workers at all is their pg_hba.conf's business (the coordinator's address alone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from driver import db
+from driver.errors import DriverError, first_line
+
+OWNER = "globalcart_owner"
+
+
+@dataclass
+class CitusState:
+    installed: bool  # the citus extension exists in this database
+    coordinator: bool  # this node is the coordinator (or Citus has no nodes registered yet)
+    workers: int  # active primary nodes that can hold shards, the coordinator aside
+
+
+def state(conn: psycopg.Connection) -> CitusState:
+    """Is this database a Citus coordinator, and with how many workers? (No Citus: all false.)"""
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')").fetchone()
+    conn.commit()
+    if not (row and row[0]):
+        return CitusState(False, False, 0)
+    coordinator, workers = conn.execute(
+        """SELECT coalesce((SELECT groupid = 0 FROM pg_dist_local_group), true),
+                  (SELECT count(*) FROM pg_dist_node
+                    WHERE groupid <> 0 AND isactive AND noderole = 'primary' AND shouldhaveshards)"""
+    ).fetchone()
+    conn.commit()
+    return CitusState(True, bool(coordinator), int(workers))
+
+
+def prepare_workers(conn: psycopg.Connection) -> None:
+    """On a coordinator with workers: let the owner role log in on the workers (see the module's
+    text). Citus copies a role to the workers with the coordinator's attributes (NOLOGIN) when it
+    adds a node, and in each database the first time it propagates an object the role owns (a
+    database's record of what it has propagated is its own). So: first a throwaway function owned
+    by the role has Citus do that copy in this database now, then each worker alone gets ALTER ROLE
+    … LOGIN — alone, because a worker with Citus metadata would otherwise pass it on to the others
+    while they run it too. migrate and distribute run this every time."""
+    found = state(conn)
+    if not (found.installed and found.coordinator and found.workers):
+        return
+    owner_exists = conn.execute("SELECT to_regrole(%s) IS NOT NULL", (OWNER,)).fetchone()[0]
+    conn.commit()
+    if not owner_exists:
+        return
+    with conn.transaction():  # (Citus's copy of the role for this database, made now)
+        conn.execute("CREATE FUNCTION public.globalcart_citus_probe() RETURNS void LANGUAGE sql AS ''")
+        conn.execute(f"ALTER FUNCTION public.globalcart_citus_probe() OWNER TO {OWNER}")
+        conn.execute("DROP FUNCTION public.globalcart_citus_probe()")
+    with conn.transaction():
+        failed = conn.execute(
+            "SELECT nodename || ':' || nodeport || ': ' || result FROM run_command_on_workers(%s) WHERE NOT success",
+            (f"SET citus.enable_ddl_propagation TO off; ALTER ROLE {OWNER} LOGIN",),
+        ).fetchall()
+    if failed:
+        raise DriverError(
+            f"could not let {OWNER} log in on the Citus workers ({'; '.join(f for (f,) in failed)}): "
+            "check that the coordinator reaches every worker as a superuser, then run migrate again."
+        )
+
+
+@dataclass
+class Placement:
+    table: str  # globalcart.<name>
+    kind: str  # 'reference' or 'distributed'
+    column: str | None = None  # the distribution column
+    colocate_with: str | None = None  # the table whose shards it shares
+
+
+def layout(conn: psycopg.Connection) -> list[Placement]:
+    """The distributed layout of this warehouse, from the registry and the catalog, in the order
+    it is created (a table before those colocated with it). Reads in the caller's transaction."""
+    placements = [
+        Placement(f"globalcart.{name}", "reference")
+        for (name,) in conn.execute(
+            """SELECT c.relname FROM pg_class c
+                WHERE c.relnamespace = 'globalcart'::regnamespace AND c.relkind = 'r' AND NOT c.relispartition
+                  AND c.relname LIKE 'dim\\_%'
+                ORDER BY c.relname"""
+        ).fetchall()
+    ]
+    reference = {p.table for p in placements}
+    first_by_column: dict[str, str] = {}
+    for source in db.sources(conn):
+        table = f"globalcart.{source.fact_table}"
+        if table in reference:
+            continue
+        column = source.primary_key[0]
+        anchor = first_by_column.setdefault(column, table)
+        placements.append(Placement(table, "distributed", column, None if anchor == table else anchor))
+        audit = f"globalcart.audit_{source.fact_table}"
+        if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (audit,)).fetchone()[0]:
+            placements.append(Placement(audit, "distributed", column, anchor))
+    return placements
+
+
+DATABASE_SETTINGS = {
+    # the audit triggers on the facts fire on the shards (each writes its colocated audit shard)
+    "citus.enable_unsafe_triggers": "on",
+}
+
+
+@dataclass
+class DistributeReport:
+    created: list[Placement]
+    already: list[Placement]
+
+
+def distribute(conn: psycopg.Connection) -> DistributeReport:
+    """Turn an installed warehouse into the distributed layout; what is distributed already stays
+    (idempotent). The tables in one transaction (on an error nothing has changed), then the
+    dimensions' audit triggers regenerated for it."""
+    found = state(conn)
+    if not found.installed:
+        raise DriverError(
+            "Citus is not installed in this database: install it on every node, CREATE EXTENSION citus; here, "
+            'add the workers (citus_add_node), then run distribute again (README "Scale out on Citus").'
+        )
+    if not found.coordinator:
+        raise DriverError("this is a Citus worker: run distribute on the coordinator.")
+    if not found.workers:
+        raise DriverError(
+            "Citus has no workers here: add them on the coordinator with SELECT citus_add_node('host', port); "
+            "then run distribute again."
+        )
+    db.require_schema(conn)
+    prepare_workers(conn)
+    database = conn.execute("SELECT current_database()").fetchone()[0]
+    current = {
+        str(name): (str(kind), column)
+        for name, kind, column in conn.execute(
+            "SELECT table_name::text, citus_table_type, distribution_column FROM citus_tables"
+        ).fetchall()
+    }
+    conn.commit()
+    report = DistributeReport([], [])
+    try:
+        with conn.transaction():
+            # (one connection a node: the function DDL at the end may follow the shards' creation)
+            conn.execute("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
+            for setting, value in DATABASE_SETTINGS.items():
+                conn.execute(f'ALTER DATABASE "{database}" SET {setting} = {value}')
+                conn.execute("SELECT set_config(%s, %s, true)", (setting, value))
+            for placement in layout(conn):
+                have = current.get(placement.table)
+                if have is not None:
+                    if have != (placement.kind, placement.column or "<none>"):
+                        raise DriverError(
+                            f"{placement.table} is a Citus {have[0]} table already ({have[1]}), not "
+                            f"{placement.kind}{' by ' + placement.column if placement.column else ''}: undistribute "
+                            "it (SELECT undistribute_table(...)) and run distribute again."
+                        )
+                    report.already.append(placement)
+                    continue
+                if placement.kind == "reference":
+                    conn.execute("SELECT create_reference_table(%s)", (placement.table,))
+                else:
+                    conn.execute(
+                        "SELECT create_distributed_table(%s, %s, colocate_with => %s)",
+                        (placement.table, placement.column, placement.colocate_with or "default"),
+                    )
+                report.created.append(placement)
+    except psycopg.Error as exc:
+        raise DriverError(f"distribute failed, nothing changed: {first_line(exc)}") from None
+    # The audit triggers, regenerated for the layout (install_audit_trigger): a dimension's audit only
+    # on the coordinator's copy, a fact's deletes row by row. As migrate does, as the owner; in a
+    # transaction of its own, the tables being distributed now.
+    try:
+        with conn.transaction():
+            for setting, value in DATABASE_SETTINGS.items():  # (this session began before the ALTER DATABASE)
+                conn.execute("SELECT set_config(%s, %s, true)", (setting, value))
+            conn.execute(f"SET LOCAL ROLE {OWNER}")
+            conn.execute(
+                "SELECT globalcart.install_audit_trigger(t.relname) FROM pg_class t "
+                "WHERE t.oid = ANY(%s::regclass[]) AND to_regclass('globalcart.audit_' || t.relname) IS NOT NULL",
+                ([p.table for p in [*report.created, *report.already]],),
+            )
+    except psycopg.Error as exc:
+        raise DriverError(
+            f"the tables are distributed, but their audit triggers could not be regenerated "
+            f"({first_line(exc)}): run migrate, which regenerates them."
+        ) from None
+    return report
