@@ -238,14 +238,15 @@ class Generator:
     def load_dimensions(self, conn: psycopg.Connection) -> None:
         """Use the customers and products already in the warehouse (for deltas)."""
         self.customers = Customers([(m[0], m[1]) for m in self.markets])
+        # a customer pays in its market's currency (as make_customers made them); a country the
+        # simulator does not sell in, in USD
+        currency_of = {country: currency for country, currency, *_ in self.markets}
         with conn.cursor() as cur:  # streamed: a warehouse's customers are never all in memory as rows
-            for cid, country, currency in cur.stream(
-                """SELECT c.customer_id, c.country_code,
-                          coalesce((SELECT o.currency FROM globalcart.fact_orders o
-                                     WHERE o.customer_id = c.customer_id LIMIT 1), 'USD')
-                   FROM globalcart.dim_customer c WHERE NOT c.is_inferred ORDER BY c.customer_id"""
+            for cid, country in cur.stream(
+                "SELECT c.customer_id, c.country_code FROM globalcart.dim_customer c WHERE NOT c.is_inferred "
+                "ORDER BY c.customer_id"
             ):
-                self.customers.append((cid, country.strip(), currency))
+                self.customers.append((cid, country.strip(), currency_of.get(country.strip(), "USD")))
         self.products = [
             (pid, int(price * 100))
             for pid, price in conn.execute(

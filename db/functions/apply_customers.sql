@@ -52,7 +52,7 @@ BEGIN
     FROM checked k WHERE k.reject_reason IS NOT NULL
     RETURNING 1
   ), winners AS (
-    INSERT INTO pg_temp.gc_win_customers
+    INSERT INTO globalcart.work_customers
     SELECT r.customer_id, r.full_name, r.email, r.country_code, r.signup_ts, r.segment, r.updated_at,
            r.stg_id, r.ingested_at
     FROM ranked r WHERE r.rn = 1
@@ -67,7 +67,7 @@ BEGIN
     INSERT INTO globalcart.dim_customer AS t
            (customer_id, full_name, email, country_code, signup_ts, segment, updated_at, is_inferred)
     SELECT w.customer_id, w.full_name, w.email, w.country_code, w.signup_ts, w.segment, w.updated_at, false
-    FROM pg_temp.gc_win_customers w
+    FROM globalcart.work_customers w
     ON CONFLICT (customer_id) DO UPDATE
       SET full_name = EXCLUDED.full_name, email = EXCLUDED.email, country_code = EXCLUDED.country_code,
           signup_ts = EXCLUDED.signup_ts, segment = EXCLUDED.segment, updated_at = EXCLUDED.updated_at,

@@ -59,25 +59,30 @@ BEGIN
     FROM checked k WHERE k.reject_reason IS NOT NULL
     RETURNING 1
   ), winners AS (
-    INSERT INTO pg_temp.gc_win_funnel_events
+    INSERT INTO globalcart.work_funnel_events
     SELECT DISTINCT ON (k.event_id)
            k.event_id, k.session_id, k.customer_id, k.event_ts, k.event_type, k.product_id, k.order_id,
            k.cart_value_usd, k.channel, k.updated_at, k.stg_id, k.ingested_at
     FROM checked k
     WHERE k.reject_reason IS NULL
-      AND NOT EXISTS (SELECT 1 FROM globalcart.fact_funnel_events f WHERE f.event_id = k.event_id)
     ORDER BY k.event_id, k.updated_at DESC, k.stg_id DESC
   )
   SELECT count(*) INTO v_rejected FROM rejects;
+  -- not stored yet: the stored events of the batch's event_ids (in any month, by the event_id index
+  -- of each partition; on Citus on every shard, the funnel being distributed by session_id) go
+  DELETE FROM globalcart.work_funnel_events w
+   USING (SELECT f.event_id FROM globalcart.fact_funnel_events f
+           WHERE f.event_id = ANY (ARRAY(SELECT b.event_id FROM globalcart.work_funnel_events b))) AS s
+   WHERE s.event_id = w.event_id;
 
   v_inferred_customers := globalcart.add_inferred_customers(
-    ARRAY(SELECT w.customer_id FROM pg_temp.gc_win_funnel_events w), p_now);
+    ARRAY(SELECT w.customer_id FROM globalcart.work_funnel_events w), p_now);
   v_inferred_products := globalcart.add_inferred_products(
-    ARRAY(SELECT w.product_id FROM pg_temp.gc_win_funnel_events w), p_now);
+    ARRAY(SELECT w.product_id FROM globalcart.work_funnel_events w), p_now);
 
   PERFORM globalcart.add_month_partitions('fact_funnel_events', ARRAY(
     SELECT DISTINCT date_trunc('month', w.event_ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
-      FROM pg_temp.gc_win_funnel_events w));
+      FROM globalcart.work_funnel_events w));
 
   WITH appended AS (
     INSERT INTO globalcart.fact_funnel_events
@@ -85,7 +90,7 @@ BEGIN
             cart_value_usd, channel, updated_at)
     SELECT w.event_id, w.session_id, w.customer_id, w.event_ts, w.event_type, w.product_id, w.order_id,
            w.cart_value_usd, w.channel, w.updated_at
-    FROM pg_temp.gc_win_funnel_events w
+    FROM globalcart.work_funnel_events w
     ON CONFLICT (session_id, event_id, event_ts) DO NOTHING
     RETURNING updated_at
   )

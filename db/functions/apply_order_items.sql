@@ -67,7 +67,7 @@ BEGIN
     FROM checked k WHERE k.reject_reason IS NOT NULL
     RETURNING 1
   ), winners AS (
-    INSERT INTO pg_temp.gc_win_order_items
+    INSERT INTO globalcart.work_order_items
     SELECT r.order_item_id, r.order_id, r.product_id, r.quantity, r.unit_price, r.discount_amount,
            r.line_amount, r.updated_at, r.stg_id, r.ingested_at, r.deferrals
     FROM ranked r WHERE r.rn = 1
@@ -82,19 +82,19 @@ BEGIN
   SELECT h.moved, h.orphans, h.deferred INTO v_moved, v_orphans, v_deferred
     FROM globalcart.hold_early_children('order_items', p_run_id, p_orphan_cutoff) AS h;
 
-  v_inferred := globalcart.add_inferred_products(ARRAY(SELECT w.product_id FROM pg_temp.gc_win_order_items w), p_now);
+  v_inferred := globalcart.add_inferred_products(ARRAY(SELECT w.product_id FROM globalcart.work_order_items w), p_now);
 
   -- (a partitioned table cannot say in RETURNING whether a row was inserted: count the stored keys)
   SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM globalcart.fact_order_items f WHERE f.order_id = w.order_id AND f.order_item_id = w.order_item_id AND f.order_ts = w.order_ts))
     INTO v_candidates, v_existing
-    FROM pg_temp.gc_win_order_items w;
+    FROM globalcart.work_order_items w;
 
   WITH upserted AS (
     INSERT INTO globalcart.fact_order_items AS t
            (order_item_id, order_id, product_id, quantity, unit_price, discount_amount, line_amount, updated_at, order_ts)
     SELECT w.order_item_id, w.order_id, w.product_id, w.quantity, w.unit_price, w.discount_amount,
            w.line_amount, w.updated_at, w.order_ts
-    FROM pg_temp.gc_win_order_items w
+    FROM globalcart.work_order_items w
     ON CONFLICT (order_id, order_item_id, order_ts) DO UPDATE
       SET product_id = EXCLUDED.product_id, quantity = EXCLUDED.quantity, unit_price = EXCLUDED.unit_price,
           discount_amount = EXCLUDED.discount_amount, line_amount = EXCLUDED.line_amount,

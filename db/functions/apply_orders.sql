@@ -12,7 +12,7 @@
 --   6. guarded upsert keyed (order_id, order_ts) (updated_at newer, transition allowed);
 --      BEFORE UPDATE audits;
 --   7. advance the 'orders' watermark.
--- The winners stay in pg_temp.gc_win_orders for derive_returned_orders().
+-- The winners stay in globalcart.work_orders for derive_returned_orders().
 CREATE OR REPLACE FUNCTION globalcart.apply_orders(p_run_id bigint, p_now timestamptz, p_latest_valid timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql
@@ -83,7 +83,7 @@ BEGIN
     FROM checked k WHERE k.reject_reason IS NOT NULL
     RETURNING 1
   ), winners AS (
-    INSERT INTO pg_temp.gc_win_orders
+    INSERT INTO globalcart.work_orders
     SELECT r.order_id, r.customer_id, r.order_ts, r.order_status, r.channel, r.country_code, r.currency,
            r.gross_amount, r.discount_amount, r.shipping_amount, r.net_amount, r.updated_at,
            r.stg_id, r.ingested_at
@@ -99,7 +99,7 @@ BEGIN
   -- of an order stored under another order_ts is stale (the upsert, keyed by (order_id,
   -- order_ts), would not see it).
   WITH removed AS (
-    DELETE FROM pg_temp.gc_win_orders w
+    DELETE FROM globalcart.work_orders w
     USING globalcart.fact_orders f
     WHERE f.order_id = w.order_id
       AND ((w.updated_at > f.updated_at AND NOT globalcart.order_status_transition_allowed(f.order_status, w.order_status))
@@ -110,11 +110,11 @@ BEGIN
   SELECT p_run_id, 'orders', 'invalid_status_transition', to_jsonb(b) - 'backwards' FROM removed b WHERE b.backwards;
   GET DIAGNOSTICS v_backwards = ROW_COUNT;
 
-  v_inferred := globalcart.add_inferred_customers(ARRAY(SELECT w.customer_id FROM pg_temp.gc_win_orders w), p_now);
+  v_inferred := globalcart.add_inferred_customers(ARRAY(SELECT w.customer_id FROM globalcart.work_orders w), p_now);
 
   -- Each month of the batch has its partition, in fact_orders and in its children's tables.
   SELECT ARRAY(SELECT DISTINCT date_trunc('month', w.order_ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
-                 FROM pg_temp.gc_win_orders w) INTO v_months;
+                 FROM globalcart.work_orders w) INTO v_months;
   IF cardinality(v_months) > 0 THEN
     PERFORM globalcart.add_month_partitions(s.fact_table, v_months)
        FROM globalcart.etl_sources s WHERE s.source_name = 'orders' OR s.waits_for_order;
@@ -128,7 +128,7 @@ BEGIN
            country_code = w.country_code, currency = w.currency, gross_amount = w.gross_amount,
            discount_amount = w.discount_amount, shipping_amount = w.shipping_amount, net_amount = w.net_amount,
            updated_at = w.updated_at
-      FROM pg_temp.gc_win_orders w
+      FROM globalcart.work_orders w
      WHERE t.order_id = w.order_id AND t.order_ts <> w.order_ts AND w.updated_at > t.updated_at
     RETURNING t.order_id, t.order_ts, t.updated_at
   ), items AS (
@@ -145,7 +145,7 @@ BEGIN
   -- (a partitioned table cannot say in RETURNING whether a row was inserted: count the stored keys)
   SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM globalcart.fact_orders f WHERE f.order_id = w.order_id AND f.order_ts = w.order_ts))
     INTO v_candidates, v_existing
-    FROM pg_temp.gc_win_orders w;
+    FROM globalcart.work_orders w;
 
   WITH upserted AS (
     INSERT INTO globalcart.fact_orders AS t
@@ -153,7 +153,7 @@ BEGIN
             gross_amount, discount_amount, shipping_amount, net_amount, updated_at)
     SELECT w.order_id, w.customer_id, w.order_ts, w.order_status, w.channel, w.country_code, w.currency,
            w.gross_amount, w.discount_amount, w.shipping_amount, w.net_amount, w.updated_at
-    FROM pg_temp.gc_win_orders w
+    FROM globalcart.work_orders w
     ON CONFLICT (order_id, order_ts) DO UPDATE
       SET customer_id = EXCLUDED.customer_id, order_ts = EXCLUDED.order_ts, order_status = EXCLUDED.order_status,
           channel = EXCLUDED.channel, country_code = EXCLUDED.country_code, currency = EXCLUDED.currency,

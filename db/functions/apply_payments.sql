@@ -63,7 +63,7 @@ BEGIN
     FROM checked k WHERE k.reject_reason IS NOT NULL
     RETURNING 1
   ), winners AS (
-    INSERT INTO pg_temp.gc_win_payments
+    INSERT INTO globalcart.work_payments
     SELECT r.payment_id, r.order_id, r.payment_ts, r.payment_method, r.payment_status, r.amount,
            r.currency, r.updated_at, r.stg_id, r.ingested_at, r.deferrals
     FROM ranked r WHERE r.rn = 1
@@ -81,14 +81,14 @@ BEGIN
   -- (a partitioned table cannot say in RETURNING whether a row was inserted: count the stored keys)
   SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM globalcart.fact_payments f WHERE f.order_id = w.order_id AND f.payment_id = w.payment_id AND f.order_ts = w.order_ts))
     INTO v_candidates, v_existing
-    FROM pg_temp.gc_win_payments w;
+    FROM globalcart.work_payments w;
 
   WITH upserted AS (
     INSERT INTO globalcart.fact_payments AS t
            (payment_id, order_id, payment_ts, payment_method, payment_status, amount, currency, updated_at, order_ts)
     SELECT w.payment_id, w.order_id, w.payment_ts, w.payment_method, w.payment_status, w.amount,
            w.currency, w.updated_at, w.order_ts
-    FROM pg_temp.gc_win_payments w
+    FROM globalcart.work_payments w
     ON CONFLICT (order_id, payment_id, order_ts) DO UPDATE
       SET payment_ts = EXCLUDED.payment_ts, payment_method = EXCLUDED.payment_method,
           payment_status = EXCLUDED.payment_status, amount = EXCLUDED.amount,

@@ -48,7 +48,7 @@ BEGIN
     FROM checked k WHERE k.reject_reason IS NOT NULL
     RETURNING 1
   ), winners AS (
-    INSERT INTO pg_temp.gc_win_products
+    INSERT INTO globalcart.work_products
     SELECT r.product_id, r.sku, r.product_name, r.category, r.list_price_usd, r.updated_at,
            r.stg_id, r.ingested_at
     FROM ranked r WHERE r.rn = 1
@@ -63,7 +63,7 @@ BEGIN
     INSERT INTO globalcart.dim_product AS t
            (product_id, sku, product_name, category, list_price_usd, updated_at, is_inferred)
     SELECT w.product_id, w.sku, w.product_name, w.category, w.list_price_usd, w.updated_at, false
-    FROM pg_temp.gc_win_products w
+    FROM globalcart.work_products w
     ON CONFLICT (product_id) DO UPDATE
       SET sku = EXCLUDED.sku, product_name = EXCLUDED.product_name, category = EXCLUDED.category,
           list_price_usd = EXCLUDED.list_price_usd, updated_at = EXCLUDED.updated_at, is_inferred = false

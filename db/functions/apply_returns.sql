@@ -10,7 +10,7 @@
 --      after etl_settings 'orphan_timeout';
 --   4. guarded upsert (updated_at newer); BEFORE UPDATE audits;
 --   5. advance the 'returns' watermark.
--- The winners stay in pg_temp.gc_win_returns for derive_returned_orders().
+-- The winners stay in globalcart.work_returns for derive_returned_orders().
 CREATE OR REPLACE FUNCTION globalcart.apply_returns(p_run_id bigint, p_latest_valid timestamptz, p_orphan_cutoff timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql
@@ -62,7 +62,7 @@ BEGIN
     FROM checked k WHERE k.reject_reason IS NOT NULL
     RETURNING 1
   ), winners AS (
-    INSERT INTO pg_temp.gc_win_returns
+    INSERT INTO globalcart.work_returns
     SELECT r.return_id, r.order_id, r.order_item_id, r.return_ts, r.reason, r.refund_amount,
            r.return_status, r.updated_at, r.stg_id, r.ingested_at, r.deferrals
     FROM ranked r WHERE r.rn = 1
@@ -80,14 +80,14 @@ BEGIN
   -- (a partitioned table cannot say in RETURNING whether a row was inserted: count the stored keys)
   SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM globalcart.fact_returns f WHERE f.order_id = w.order_id AND f.return_id = w.return_id AND f.order_ts = w.order_ts))
     INTO v_candidates, v_existing
-    FROM pg_temp.gc_win_returns w;
+    FROM globalcart.work_returns w;
 
   WITH upserted AS (
     INSERT INTO globalcart.fact_returns AS t
            (return_id, order_id, order_item_id, return_ts, reason, refund_amount, return_status, updated_at, order_ts)
     SELECT w.return_id, w.order_id, w.order_item_id, w.return_ts, w.reason, w.refund_amount,
            w.return_status, w.updated_at, w.order_ts
-    FROM pg_temp.gc_win_returns w
+    FROM globalcart.work_returns w
     ON CONFLICT (order_id, return_id, order_ts) DO UPDATE
       SET order_item_id = EXCLUDED.order_item_id, return_ts = EXCLUDED.return_ts, reason = EXCLUDED.reason,
           refund_amount = EXCLUDED.refund_amount, return_status = EXCLUDED.return_status,

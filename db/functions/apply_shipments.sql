@@ -62,7 +62,7 @@ BEGIN
     FROM checked k WHERE k.reject_reason IS NOT NULL
     RETURNING 1
   ), winners AS (
-    INSERT INTO pg_temp.gc_win_shipments
+    INSERT INTO globalcart.work_shipments
     SELECT r.shipment_id, r.order_id, r.carrier, r.shipped_ts, r.promised_ts, r.delivered_ts,
            r.shipment_status, r.sla_breached_flag, r.updated_at, r.stg_id, r.ingested_at, r.deferrals
     FROM ranked r WHERE r.rn = 1
@@ -80,14 +80,14 @@ BEGIN
   -- (a partitioned table cannot say in RETURNING whether a row was inserted: count the stored keys)
   SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM globalcart.fact_shipments f WHERE f.order_id = w.order_id AND f.shipment_id = w.shipment_id AND f.order_ts = w.order_ts))
     INTO v_candidates, v_existing
-    FROM pg_temp.gc_win_shipments w;
+    FROM globalcart.work_shipments w;
 
   WITH upserted AS (
     INSERT INTO globalcart.fact_shipments AS t
            (shipment_id, order_id, carrier, shipped_ts, promised_ts, delivered_ts, shipment_status, updated_at, order_ts)
     SELECT w.shipment_id, w.order_id, w.carrier, w.shipped_ts, w.promised_ts, w.delivered_ts,
            w.shipment_status, w.updated_at, w.order_ts
-    FROM pg_temp.gc_win_shipments w
+    FROM globalcart.work_shipments w
     ON CONFLICT (order_id, shipment_id, order_ts) DO UPDATE
       SET carrier = EXCLUDED.carrier, shipped_ts = EXCLUDED.shipped_ts, promised_ts = EXCLUDED.promised_ts,
           delivered_ts = EXCLUDED.delivered_ts, shipment_status = EXCLUDED.shipment_status,

@@ -1,7 +1,7 @@
 -- globalcart.derive_returned_orders(): the derived status of CONTRACT 2.6. A return whose
 -- return_status is not REJECTED turns its order RETURNED when the order is DELIVERED or
 -- COMPLETED. Looked at for the orders this refresh touched: those of the batch's orders
--- and of its returns (pg_temp.gc_win_orders, pg_temp.gc_win_returns), so a return that
+-- and of its returns (globalcart.work_orders, globalcart.work_returns), so a return that
 -- arrived before its order was delivered takes effect when the delivery does. The update
 -- goes through the BEFORE UPDATE audit trigger; the order's updated_at becomes the
 -- return's when that is later, so an older order version replayed afterwards is stale.
@@ -23,9 +23,9 @@ BEGIN
                  (SELECT max(fr.updated_at) FROM globalcart.fact_returns fr
                    WHERE fr.order_id = t.order_id AND fr.order_ts = t.order_ts AND fr.return_status <> 'REJECTED')
                    AS last_return_update
-            FROM (SELECT w.order_id, w.order_ts FROM pg_temp.gc_win_orders w
+            FROM (SELECT w.order_id, w.order_ts FROM globalcart.work_orders w
                   UNION
-                  SELECT w.order_id, w.order_ts FROM pg_temp.gc_win_returns w) AS t) AS r
+                  SELECT w.order_id, w.order_ts FROM globalcart.work_returns w) AS t) AS r
    WHERE o.order_id = r.order_id AND o.order_ts = r.order_ts
      AND r.last_return_update IS NOT NULL
      AND o.order_status IN ('DELIVERED', 'COMPLETED');

@@ -9,11 +9,10 @@ DECLARE
   v_source globalcart.etl_sources;
 BEGIN
   FOR v_source IN SELECT * FROM globalcart.etl_sources s ORDER BY s.apply_order LOOP
-    EXECUTE format('DROP TABLE pg_temp.%I, pg_temp.%I', 'gc_claim_' || v_source.source_name,
-                   'gc_win_' || v_source.source_name);
+    EXECUTE format('DROP TABLE pg_temp.%I', 'gc_claim_' || v_source.source_name);
   END LOOP;
-  DROP TABLE pg_temp.gc_kpi_orders, pg_temp.gc_kpi_sessions, pg_temp.gc_kpi_session_new, pg_temp.gc_kpi_order_delta;
+  DROP TABLE pg_temp.gc_kpi_sessions, pg_temp.gc_kpi_session_new, pg_temp.gc_kpi_order_delta;
 END;
 $$;
 COMMENT ON FUNCTION globalcart.drop_work_tables() IS
-  'Drops the temporary claim and winner tables at the end of a refresh call.';
+  'Drops the temporary claim tables at the end of a refresh call (the work tables are emptied by the next).';

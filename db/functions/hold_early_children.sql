@@ -1,7 +1,7 @@
 -- globalcart.hold_early_children(source, run_id, orphan_cutoff): the step that the order-grain
 -- children (the sources of globalcart.etl_sources that wait for their order: order_items,
 -- payments, shipments, returns) share, run by their apply_<source>() after dedup, on
--- pg_temp.gc_win_<source>:
+-- globalcart.work_<source>:
 --   1. a row whose key is stored under another order is rejected 'order_id_changed'
 --      (an item, payment, shipment or return never moves to another order);
 --   2. each row takes its order's order_ts (the row's partition, CONTRACT 1); a row whose order
@@ -10,7 +10,7 @@
 --      ingested_at, so the orphan timeout counts from its first staging — with its deferrals
 --      count raised by one; or, when it was first staged at or before orphan_cutoff (now -
 --      etl_settings 'orphan_timeout'), it is rejected 'orphan'.
--- Both leave gc_win_<source> with only the rows to upsert. Two set-based statements; the
+-- Both leave work_<source> with only the rows to upsert. Two set-based statements; the
 -- table names differ per source, hence format() (names from the registry, quoted with %I).
 CREATE OR REPLACE FUNCTION globalcart.hold_early_children(
     p_source text, p_run_id bigint, p_orphan_cutoff timestamptz,
@@ -23,6 +23,7 @@ AS $$
 DECLARE
   v_source globalcart.etl_sources;
   v_columns text;  -- the staging table's business columns
+  v_keys bigint[];  -- the batch's keys (key_column)
 BEGIN
   SELECT * INTO STRICT v_source FROM globalcart.etl_sources s WHERE s.source_name = p_source AND s.waits_for_order;
   SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO v_columns
@@ -30,26 +31,33 @@ BEGIN
    WHERE a.attrelid = format('globalcart.%I', v_source.staging_table)::regclass
      AND a.attnum > 0 AND NOT a.attisdropped AND a.attname NOT IN ('stg_id', 'ingested_at', 'deferrals');
 
+  -- the stored rows of the batch's keys, looked up by key (on Citus the key is not the column the
+  -- facts are distributed by: the lookup goes to every shard, with the batch's keys)
+  EXECUTE format('SELECT array_agg(w.%1$I) FROM globalcart.%2$I w', v_source.key_column, 'work_' || p_source)
+    INTO v_keys;
   EXECUTE format($sql$
-    WITH moved AS (
-      DELETE FROM pg_temp.%1$I w
-      WHERE EXISTS (SELECT 1 FROM globalcart.%2$I f WHERE f.%3$I = w.%3$I AND f.order_id <> w.order_id)
+    WITH stored AS (
+      SELECT f.%3$I AS key, f.order_id FROM globalcart.%2$I f WHERE f.%3$I = ANY ($3)
+    ), moved AS (
+      DELETE FROM globalcart.%1$I w
+      USING stored s
+      WHERE s.key = w.%3$I AND s.order_id <> w.order_id
       RETURNING w.*
     )
     INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
     SELECT $1, $2, 'order_id_changed', to_jsonb(m) - 'order_ts' FROM moved m
-    $sql$, 'gc_win_' || p_source, v_source.fact_table, v_source.key_column)
-    USING p_run_id, p_source;
+    $sql$, 'work_' || p_source, v_source.fact_table, v_source.key_column)
+    USING p_run_id, p_source, v_keys;
   GET DIAGNOSTICS moved = ROW_COUNT;
 
   -- each row's order: its order_ts is the row's partition; no order, no order_ts
   EXECUTE format($sql$
-    UPDATE pg_temp.%1$I w SET order_ts = o.order_ts FROM globalcart.fact_orders o WHERE o.order_id = w.order_id
-    $sql$, 'gc_win_' || p_source);
+    UPDATE globalcart.%1$I w SET order_ts = o.order_ts FROM globalcart.fact_orders o WHERE o.order_id = w.order_id
+    $sql$, 'work_' || p_source);
 
   EXECUTE format($sql$
     WITH waiting AS (
-      DELETE FROM pg_temp.%1$I w WHERE w.order_ts IS NULL
+      DELETE FROM globalcart.%1$I w WHERE w.order_ts IS NULL
       RETURNING w.*
     ), orphans AS (
       INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
@@ -61,7 +69,7 @@ BEGIN
       RETURNING 1
     )
     SELECT (SELECT count(*) FROM orphans), (SELECT count(*) FROM deferred)
-    $sql$, 'gc_win_' || p_source, v_source.staging_table, v_columns)
+    $sql$, 'work_' || p_source, v_source.staging_table, v_columns)
     INTO orphans, deferred
     USING p_run_id, p_source, p_orphan_cutoff;
 END;

@@ -11,7 +11,7 @@
 -- rather than 'duplicate'.
 --
 -- When it returns, the work tables look as after the fast path: gc_claim_<source> holds
--- the whole claim and gc_win_<source> the winners of every part that was applied. An error
+-- the whole claim and work_<source> the winners of every part that was applied. An error
 -- the rows cannot cause (globalcart.is_row_error) is raised again: the call fails.
 --
 -- Table names come from the registry of sources (globalcart.etl_sources), never from a caller's text.
@@ -25,7 +25,7 @@ AS $$
 -- volatility hint does not apply:  @plpgsql_check_options: performance_warnings = false
 DECLARE
   v_claim constant text := 'gc_claim_' || p_source;
-  v_win constant text := 'gc_win_' || p_source;
+  v_win constant text := 'work_' || p_source;  -- (in schema globalcart)
   v_all constant text := 'gc_isolate_all_' || p_source;    -- the whole claim, set aside
   v_kept constant text := 'gc_isolate_kept_' || p_source;  -- winners of the parts applied
   v_ids bigint[];      -- stg_id of every claimed row, ascending
@@ -42,7 +42,7 @@ BEGIN
   END IF;
   EXECUTE format('CREATE TEMPORARY TABLE %I ON COMMIT DROP AS SELECT * FROM pg_temp.%I', v_all, v_claim);
   EXECUTE format('CREATE INDEX ON pg_temp.%I (stg_id)', v_all);
-  EXECUTE format('CREATE TEMPORARY TABLE %I (LIKE pg_temp.%I) ON COMMIT DROP', v_kept, v_win);
+  EXECUTE format('CREATE TEMPORARY TABLE %I (LIKE globalcart.%I) ON COMMIT DROP', v_kept, v_win);
   EXECUTE format('SELECT array_agg(a.stg_id ORDER BY a.stg_id) FROM pg_temp.%I a', v_all) INTO v_ids;
   v_parts := ARRAY[1, cardinality(v_ids)];
 
@@ -57,8 +57,8 @@ BEGIN
     BEGIN
       v_stats := globalcart.add_stats(v_stats,
                    globalcart.apply_batch(p_source, p_run_id, p_now, p_latest_valid, p_orphan_cutoff));
-      EXECUTE format('INSERT INTO pg_temp.%I SELECT * FROM pg_temp.%I', v_kept, v_win);
-      EXECUTE format('DELETE FROM pg_temp.%I', v_win);
+      EXECUTE format('INSERT INTO pg_temp.%I SELECT * FROM globalcart.%I', v_kept, v_win);
+      EXECUTE format('DELETE FROM globalcart.%I', v_win);
     EXCEPTION WHEN OTHERS THEN
       GET STACKED DIAGNOSTICS v_sqlstate = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
       IF NOT globalcart.is_row_error(v_sqlstate) THEN
@@ -77,7 +77,7 @@ BEGIN
     END;
   END LOOP;
 
-  EXECUTE format('INSERT INTO pg_temp.%I SELECT * FROM pg_temp.%I', v_win, v_kept);
+  EXECUTE format('INSERT INTO globalcart.%I SELECT * FROM pg_temp.%I', v_win, v_kept);
   EXECUTE format('DELETE FROM pg_temp.%I', v_claim);
   EXECUTE format('INSERT INTO pg_temp.%I SELECT * FROM pg_temp.%I', v_claim, v_all);
   EXECUTE format('DROP TABLE pg_temp.%I, pg_temp.%I', v_all, v_kept);

@@ -1,5 +1,5 @@
 -- globalcart.kpi_order_contributions(sign): adds to pg_temp.gc_kpi_order_delta what each order of
--- pg_temp.gc_kpi_orders (the orders a refresh batch touches) contributes to
+-- globalcart.work_kpi_orders (the orders a refresh batch touches) contributes to
 -- globalcart.kpi_order_summary as the facts stand now, multiplied by sign: -1 before the batch is
 -- applied (its old contribution), +1 after (its new one). One statement, driven by the batch's
 -- order ids: one index probe into fact_orders (into each monthly partition: the batch's order ids
@@ -29,7 +29,7 @@ BEGIN
          p_sign * coalesce(s.breached, 0),
          p_sign * coalesce(p.payments, 0),
          p_sign * coalesce(p.failed, 0)
-    FROM pg_temp.gc_kpi_orders t
+    FROM globalcart.work_kpi_orders t
     JOIN globalcart.fact_orders o ON o.order_id = t.order_id
     LEFT JOIN LATERAL (SELECT sum(fi.quantity) AS units
                          FROM globalcart.fact_order_items fi WHERE fi.order_id = o.order_id AND fi.order_ts = o.order_ts) AS i ON true
@@ -43,4 +43,4 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION globalcart.kpi_order_contributions(integer) IS
-  'Refresh step of the KPI summaries: the contribution of each order the batch touches (pg_temp.gc_kpi_orders) to kpi_order_summary, times sign, into pg_temp.gc_kpi_order_delta.';
+  'Refresh step of the KPI summaries: the contribution of each order the batch touches (globalcart.work_kpi_orders) to kpi_order_summary, times sign, into pg_temp.gc_kpi_order_delta.';

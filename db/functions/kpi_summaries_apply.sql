@@ -80,7 +80,7 @@ BEGIN
      GROUP BY e.session_id;
   ELSE
     -- the funnel is append-only: a session's new state is its old one merged with the events
-    -- this batch appended (pg_temp.gc_win_funnel_events holds exactly those) — no event read back
+    -- this batch appended (globalcart.work_funnel_events holds exactly those) — no event read back
     INSERT INTO pg_temp.gc_kpi_session_new
     SELECT b.session_id,
            CASE WHEN o.session_id IS NULL OR (b.first_event_ts, b.first_event_id) < (o.first_event_ts, o.first_event_id)
@@ -101,7 +101,7 @@ BEGIN
                    bool_or(w.event_type = 'ADD_TO_CART') AS carted,
                    bool_or(w.event_type = 'PAYMENT_FAILED') AS payment_failed,
                    max(w.cart_value_usd) AS max_cart_value_usd
-              FROM pg_temp.gc_win_funnel_events w
+              FROM globalcart.work_funnel_events w
              GROUP BY w.session_id) AS b
       LEFT JOIN globalcart.kpi_session_state o ON o.session_id = b.session_id;
     INSERT INTO pg_temp.gc_kpi_sessions (session_id) SELECT n.session_id FROM pg_temp.gc_kpi_session_new n;

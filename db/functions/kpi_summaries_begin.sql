@@ -11,14 +11,14 @@ CREATE OR REPLACE FUNCTION globalcart.kpi_summaries_begin()
   SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  INSERT INTO pg_temp.gc_kpi_orders (order_id)
+  INSERT INTO globalcart.work_kpi_orders (order_id)
   SELECT c.order_id FROM pg_temp.gc_claim_orders c WHERE c.order_id IS NOT NULL
   UNION SELECT c.order_id FROM pg_temp.gc_claim_order_items c WHERE c.order_id IS NOT NULL
   UNION SELECT c.order_id FROM pg_temp.gc_claim_payments c WHERE c.order_id IS NOT NULL
   UNION SELECT c.order_id FROM pg_temp.gc_claim_shipments c WHERE c.order_id IS NOT NULL
   UNION SELECT c.order_id FROM pg_temp.gc_claim_returns c WHERE c.order_id IS NOT NULL;
   -- the planner joins these with the facts: tell it their size
-  ANALYZE pg_temp.gc_kpi_orders;
+  ANALYZE globalcart.work_kpi_orders;
   PERFORM globalcart.kpi_order_contributions(-1);
 END;
 $$;

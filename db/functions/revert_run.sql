@@ -173,20 +173,20 @@ BEGIN
 
   INSERT INTO globalcart.etl_runs (started_at, status, reverts_run_id) VALUES (v_started, 'running', v_target.run_id)
   RETURNING etl_runs.run_id INTO v_run_id;
-  PERFORM set_config('globalcart.run_id', v_run_id::text, true);
+  PERFORM globalcart.publish_run_id(v_run_id);
   PERFORM globalcart.create_work_tables();
 
   -- the KPI summaries: the touched orders' old contribution out; their sessions are recomputed after
   FOR t IN SELECT * FROM globalcart.history_tables() h WHERE h.order_grain OR h.table_name = 'fact_funnel_events' LOOP
     IF t.order_grain THEN
-      EXECUTE format('INSERT INTO pg_temp.gc_kpi_orders (order_id) SELECT DISTINCT k.order_id FROM pg_temp.%I k '
+      EXECUTE format('INSERT INTO globalcart.work_kpi_orders (order_id) SELECT DISTINCT k.order_id FROM pg_temp.%I k '
                      'ON CONFLICT DO NOTHING', 'gc_revert_keys_' || t.table_name);
     ELSE
       EXECUTE format('INSERT INTO pg_temp.gc_kpi_sessions (session_id) SELECT DISTINCT k.session_id FROM pg_temp.%I k '
                      'ON CONFLICT DO NOTHING', 'gc_revert_keys_' || t.table_name);
     END IF;
   END LOOP;
-  ANALYZE pg_temp.gc_kpi_orders;
+  ANALYZE globalcart.work_kpi_orders;
   PERFORM globalcart.kpi_order_contributions(-1);
 
   FOR t IN SELECT * FROM globalcart.history_tables() LOOP

@@ -107,7 +107,7 @@ BEGIN
 
     INSERT INTO globalcart.etl_runs (started_at, status) VALUES (v_started, 'running')
     RETURNING run_id INTO v_run_id;
-    PERFORM set_config('globalcart.run_id', v_run_id::text, true);
+    PERFORM globalcart.publish_run_id(v_run_id);
     PERFORM globalcart.create_work_tables();
     PERFORM globalcart.add_audit_partitions(v_now);
 

@@ -5,7 +5,9 @@
 --   due               deferred rows the next refresh can settle: their order has been applied
 --                     (e.g. a call bounded by max_rows_per_run did not reach them), or they
 --                     were first staged at or before orphan_cutoff (orphans). Counted only
---                     when orphan_cutoff is given: one index probe per deferred row.
+--                     when orphan_cutoff is given: the deferred rows' orders are looked up in
+--                     fact_orders, by the list of their ids (on Citus: on the shards of those
+--                     ids), one index probe each.
 --   oldest_staged_at  the first-staged time (ingested_at) of the oldest row not deferred
 -- One scan of each staging table, generated from the registry. The refresh reads it to decide
 -- whether there is anything to do and for the backlog it reports; pipeline_health reads it too.
@@ -25,19 +27,29 @@ AS $$
 -- @plpgsql_check_options: extra_warnings = false
 DECLARE
   v_source globalcart.etl_sources;
+  v_waiting bigint[];  -- the orders that deferred rows (not yet orphans) wait for
+  v_arrived bigint[];  -- those of them fact_orders holds now
 BEGIN
   FOR v_source IN SELECT * FROM globalcart.etl_sources s ORDER BY s.apply_order LOOP
     IF v_source.waits_for_order THEN
+      v_arrived := '{}';
+      IF p_orphan_cutoff IS NOT NULL THEN
+        EXECUTE format('SELECT array_agg(DISTINCT s.order_id) FROM globalcart.%I s
+                         WHERE s.stg_id > 0 AND s.deferrals > 0 AND s.ingested_at > $1', v_source.staging_table)
+          INTO v_waiting USING p_orphan_cutoff;
+        IF v_waiting IS NOT NULL THEN
+          v_arrived := ARRAY(SELECT o.order_id FROM globalcart.fact_orders o WHERE o.order_id = ANY (v_waiting));
+        END IF;
+      END IF;
       RETURN QUERY EXECUTE format($sql$
         SELECT %L::text, count(*) FILTER (WHERE s.deferrals = 0), count(*) FILTER (WHERE s.deferrals > 0),
                count(*) FILTER (WHERE $1 IS NOT NULL AND s.deferrals > 0
-                                  AND (s.ingested_at <= $1
-                                       OR EXISTS (SELECT 1 FROM globalcart.fact_orders o WHERE o.order_id = s.order_id))),
+                                  AND (s.ingested_at <= $1 OR s.order_id = ANY ($2))),
                min(s.ingested_at) FILTER (WHERE s.deferrals = 0)
           FROM globalcart.%I s
          WHERE s.stg_id > 0
         $sql$, v_source.source_name, v_source.staging_table)
-        USING p_orphan_cutoff;
+        USING p_orphan_cutoff, v_arrived;
     ELSE
       RETURN QUERY EXECUTE format(
         'SELECT %L::text, count(*), 0::bigint, 0::bigint, min(s.ingested_at) FROM globalcart.%I s WHERE s.stg_id > 0',
