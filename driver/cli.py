@@ -54,13 +54,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_distribute(args: argparse.Namespace) -> int:
-    if not args.preview:
-        raise DriverError(
-            "the refresh does not run on a distributed warehouse yet (migrate, the layout and reads do): to lay out "
-            "a test warehouse anyway, run distribute --preview."
-        )
+    if args.shard_count is not None and args.shard_count < 1:
+        raise DriverError("--shard-count must be at least 1.", 2)
     with db.connect(db.resolve_dsn(args.dsn)) as conn:
-        report = citus.distribute(conn)
+        report = citus.distribute(conn, shard_count=args.shard_count)
     for placement in report.created:
         how = f"distributed by {placement.column}" if placement.kind == "distributed" else "reference table"
         with_ = f", colocated with {placement.colocate_with}" if placement.colocate_with else ""
@@ -324,6 +321,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise DriverError("--small must be smaller than --large.", 2)
     if args.rounds < 1:
         raise DriverError("--rounds must be at least 1.", 2)
+    if args.citus:
+        from driver.bench_citus import run_citus_bench
+
+        print(run_citus_bench(args.small, args.large, args.delta_orders, seed=args.seed, rounds=args.rounds).table())
+        return 0
     if args.freshness_rate < 1:
         raise DriverError("--freshness-rate must be at least 1 order a second.", 2)
     figures = run_bench(args.small, args.large, args.delta_orders, seed=args.seed, rounds=args.rounds,
@@ -355,14 +357,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="on a Citus coordinator with workers: shard the facts, copy the dimensions to every node",
         description="Turn an installed warehouse into the Citus layout: dimensions as reference tables, the "
         "order-grain facts and their audit tables distributed by order_id and colocated, the funnel and its audit "
-        "by session_id; staging, bookkeeping, KPI summaries and the dimensions' audit stay on the coordinator. "
-        'Idempotent; one transaction. Needs Citus with at least one worker (README "Scale out on Citus").',
+        "by session_id, the refresh's work tables beside them; staging, bookkeeping, KPI summaries and the "
+        "dimensions' audit stay on the coordinator. Idempotent; one transaction. Needs Citus with at least one "
+        'worker (README "Scale out on Citus").',
     )
     _add_dsn(p)
     p.add_argument(
-        "--preview",
-        action="store_true",
-        help="required for now: the refresh does not run on the distributed layout yet",
+        "--shard-count",
+        type=int,
+        metavar="N",
+        help=f"shards of each distributed table (default: {citus.SHARDS_PER_WORKER} per worker)",
     )
     p.set_defaults(func=cmd_distribute)
 
@@ -521,6 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="orders a second the producers commit, with items and payments (default: 200)",
     )
+    p.add_argument("--citus", action="store_true",
+                   help="instead: the same deltas on one server and on a Citus coordinator with two workers started "
+                   "here (Citus must be installed; see README \"Scale out on Citus\")")  # fmt: skip
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from pytest_postgresql.executors import PostgreSQLExecutor
 
+from driver.citus import NODE_OPTIONS, create_cluster_database
 from driver.embedded import EmbeddedServer, EmbeddedServerError, prepare_server
 
 
@@ -54,7 +55,6 @@ def start_test_server(**options: Any) -> TestServer:
 # ---------------------------------------------------------------------------------------------
 
 CITUS_INSTALL = "bash ../shared/vendor/citus/install.sh (as root; it is what .ci/setup.sh runs)"
-CITUS_OPTIONS = "-c max_prepared_transactions=100 -c citus.node_conninfo=sslmode=prefer"
 
 
 def citus_installed() -> bool:
@@ -77,23 +77,8 @@ class CitusCluster:
         return self.coordinator.dsn(dbname)
 
     def create_database(self, name: str, *, add_workers: bool = True) -> str:
-        """``name`` on every node with the citus extension; the workers added to the coordinator's
-        metadata of it (unless not ``add_workers``). Returns the coordinator's DSN of it."""
-        import psycopg
-
-        for node in self.nodes:
-            with psycopg.connect(node.dsn("postgres"), autocommit=True) as conn:
-                conn.execute(f'CREATE DATABASE "{name}"')
-            with psycopg.connect(node.dsn(name), autocommit=True) as conn:
-                conn.execute("CREATE EXTENSION citus")
-        if add_workers:
-            with psycopg.connect(self.dsn(name), autocommit=True) as conn:
-                conn.execute(
-                    "SELECT citus_set_coordinator_host(%s, %s)", (self.coordinator.host, self.coordinator.port)
-                )
-                for worker in self.workers:
-                    conn.execute("SELECT citus_add_node(%s, %s)", (worker.host, worker.port))
-        return self.dsn(name)
+        """``name`` on every node (driver.citus.create_cluster_database); the coordinator's DSN."""
+        return create_cluster_database(self.coordinator, self.workers, name, add_workers=add_workers)
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -105,8 +90,8 @@ class CitusCluster:
 
 def start_citus_cluster(*, workers: int = 2, cron_database: str = "postgres") -> CitusCluster:
     started: list[TestServer] = []
-    coordinator_options = f"-c shared_preload_libraries=citus,pg_cron {CITUS_OPTIONS}"
-    worker_options = f"-c shared_preload_libraries=citus {CITUS_OPTIONS}"
+    coordinator_options = f"-c shared_preload_libraries=citus,pg_cron {NODE_OPTIONS}"
+    worker_options = f"-c shared_preload_libraries=citus {NODE_OPTIONS}"
     try:
         started.append(start_test_server(cron_database=cron_database, durable=False, extra_options=coordinator_options))
         for _ in range(workers):

@@ -6,17 +6,33 @@ on the distributed warehouse, and the audit of facts and dimensions there.
 Without Citus installed these tests skip with one line saying how to install it — except under CI
 (CI=true, as .ci/run sets), where a missing Citus fails them."""
 
+import functools
 import itertools
+import json
 import os
+import re
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
-from helpers import fetch, run_cli, scalar, table_digest
+import test_audit
+import test_batches_and_follow
+import test_derived_state
+import test_kpi_summaries
+import test_lossless
+import test_newest_wins
+import test_order_of_application
+import test_partitions
+import test_poison_rows
+import test_quarantine
+import test_runs_and_watermarks
+from helpers import fetch, item, order, run_cli, scalar, stage, table_digest
 from servers import CITUS_INSTALL, CitusCluster, citus_installed, start_citus_cluster
 
 from driver import citus, db
+from driver.deltas import stage_window
 from driver.errors import DriverError
 from driver.migrate import migrate
 from driver.seed import seed_history
@@ -59,6 +75,117 @@ def _kpis(conn: psycopg.Connection) -> list[tuple]:
     return fetch(conn, "SELECT * FROM globalcart.kpi_values() ORDER BY 1")
 
 
+AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
+# what differs between two servers by nature: the time a row was written (audit, rejects,
+# watermarks, inferred members) and numbers drawn from a sequence (Citus gives each worker a range)
+VOLATILE = "ARRAY['audit_id', 'audited_at', 'ingested_at', 'rejected_at', 'updated_at_wall']"
+
+
+def _pipeline(dsn: str) -> int:
+    """Seed, then three windows of deltas with duplicates, out-of-order versions and bad rows, each
+    refreshed by one call (the same seeds, so the same rows, wherever it runs). Returns the last
+    run of the seed: how many calls the seed took depends on timing (it stages and refreshes at
+    once), so runs are compared as "the seed's" and "the windows' first, second, third"."""
+    with psycopg.connect(dsn) as conn:
+        seed_history(conn, dsn, orders=400, seed=11, as_of=AS_OF, days=45)
+        seed_runs = scalar(conn, "SELECT max(run_id) FROM globalcart.etl_runs")
+        for k in range(3):
+            since = AS_OF + timedelta(hours=6 * k)
+            stage_window(conn, since=since, until=since + timedelta(hours=6), seed=50 + k, orders=60,
+                         duplicates=0.1, out_of_order=0.1, bad_rows=4)  # fmt: skip
+            conn.commit()
+            summary = db.run_refresh(conn)
+            assert summary["status"] == "ok", summary
+    return seed_runs
+
+
+def _state(conn: psycopg.Connection, seed_runs: int) -> dict[str, list[tuple]]:
+    """Everything the refresh writes, without what differs by nature (VOLATILE; the timestamps of an
+    inferred member and of a row migrate wrote, the time they were written), run ids as "seed" or
+    the window's number."""
+    tables = [r[0] for r in fetch(conn, "SELECT table_name FROM globalcart.history_tables()")]
+
+    def run(run_id: int | None) -> str | int | None:
+        return run_id if run_id is None else "seed" if run_id <= seed_runs else run_id - seed_runs
+
+    def rows(table: str) -> list[tuple]:
+        found = []
+        for (row,) in fetch(conn, f"SELECT to_jsonb(x) - {VOLATILE} FROM globalcart.{table} x"):
+            if row.get("is_inferred") or ("loaded_run_id" in row and row["loaded_run_id"] is None):
+                row = {k: v for k, v in row.items() if not re.match(r"\d{4}-\d\d-\d\dT", str(v))}
+            for key in ("loaded_run_id", "audit_run_id"):
+                if key in row:
+                    row[key] = run(row[key])
+            found.append((json.dumps(row, sort_keys=True),))
+        return sorted(found)
+
+    state = {t: rows(t) for t in [*tables, *(f"audit_{t}" for t in tables),
+                                  "kpi_order_summary", "kpi_funnel_summary", "kpi_session_state"]}  # fmt: skip
+    state["etl_rejects"] = sorted(
+        (run(r), source, reason, record)
+        for r, source, reason, record in fetch(
+            conn, "SELECT run_id, source_name, reason, (record - 'ingested_at')::text FROM globalcart.etl_rejects"
+        )
+    )
+    state["etl_watermarks"] = [
+        (source, mark, run(r))
+        for source, mark, r in fetch(
+            conn, "SELECT source_name, watermark_ts, last_run_id FROM globalcart.etl_watermarks ORDER BY 1"
+        )
+    ]
+    state["etl_runs"] = [  # the windows' (the seed's depend on timing, see _pipeline)
+        (run(r), *counts)
+        for r, *counts in fetch(
+            conn,
+            "SELECT run_id, status, rows_claimed, rows_applied, rows_rejected, rows_deferred "
+            "FROM globalcart.etl_runs WHERE run_id > %s ORDER BY 1",
+            seed_runs,
+        )
+    ]
+    state["seed"] = fetch(conn, "SELECT count(*) FILTER (WHERE status = 'ok'), sum(rows_applied), sum(rows_rejected) "
+                                "FROM globalcart.etl_runs WHERE run_id <= %s", seed_runs)  # fmt: skip
+    state["kpis"] = _kpis(conn)
+    # the readers: KPIs of slices (part days read the facts), an order's timeline. (Not yet on
+    # Citus: the as-of reads — inlinable SQL functions, which Citus's planner refuses.)
+    order_id = scalar(conn, "SELECT min(order_id) FROM globalcart.audit_fact_orders")
+    state["order_timeline"] = [
+        (table, key, run(r), ended, version)
+        for table, key, r, ended, version in fetch(
+            conn,
+            "SELECT table_name, key::text, run_id, ended, version::text FROM globalcart.order_timeline(%s) "
+            "ORDER BY 1, 2, 3",
+            order_id,
+        )
+    ]
+    for since, until, country, channel in [
+        ("2026-05-01", "2026-06-01", None, None),
+        ("2026-05-20 06:30", "2026-05-28 17:45", "DE", None),
+        ("2026-05-31", "2026-06-02", None, "web"),
+        ("2026-04-01", "2026-07-01", "US", "mobile_app"),
+    ]:
+        state[f"kpi_values {since} {until} {country} {channel}"] = fetch(
+            conn, "SELECT * FROM globalcart.kpi_values(%s, %s, %s, %s) ORDER BY 1", since, until, country, channel
+        )
+    return state
+
+
+@pytest.mark.citus
+def test_the_refresh_on_citus_gives_what_it_gives_on_one_server(cluster: CitusCluster, dsn: str) -> None:
+    """The same seed and deltas (bad rows, duplicates, out-of-order versions included) through the
+    refresh on one server and on the distributed layout: every fact, dimension, audit row,
+    reject, watermark, run count, KPI summary and KPI the same."""
+    distributed = _warehouse(cluster)
+    assert run_cli("distribute", dsn=distributed).returncode == 0
+    seed_one, seed_many = _pipeline(dsn), _pipeline(distributed)
+    with psycopg.connect(dsn) as one, psycopg.connect(distributed) as many:
+        expected, got = _state(one, seed_one), _state(many, seed_many)
+    assert sum(map(len, expected.values())) > 5000
+    assert len(expected["etl_rejects"]) >= 12
+    assert any(expected[f"audit_{t}"] for t in ("fact_orders", "fact_shipments", "dim_customer")), "updates audited"
+    for name in expected:
+        assert got[name] == expected[name], name
+
+
 @pytest.mark.citus
 def test_distribute_lays_out_the_warehouse_keeps_every_row_and_audits_once(cluster: CitusCluster) -> None:
     dsn = _warehouse(cluster, orders=300)
@@ -67,9 +194,9 @@ def test_distribute_lays_out_the_warehouse_keeps_every_row_and_audits_once(clust
         assert sum(map(len, before.values())) > 3000
         sources = db.sources(conn)
 
-    result = run_cli("distribute", "--preview", dsn=dsn)
+    result = run_cli("distribute", dsn=dsn)
     assert result.returncode == 0, result.stderr
-    assert "distributed: 16 table(s) now, 0 already; the rest stays local" in result.stdout
+    assert "distributed: 23 table(s) now, 0 already; the rest stays local" in result.stdout
 
     with psycopg.connect(dsn) as conn:
         placed = {
@@ -92,21 +219,24 @@ def test_distribute_lays_out_the_warehouse_keeps_every_row_and_audits_once(clust
         for source in sources:
             if source.fact_table.startswith("dim_"):
                 continue
-            for table in (source.fact_table, f"audit_{source.fact_table}"):
+            for table in (source.fact_table, f"audit_{source.fact_table}", f"work_{source.name}"):
                 kind, column, colocation = placed.pop(f"globalcart.{table}")
                 assert (kind, column) == ("distributed", source.primary_key[0]), table
                 if source.primary_key[0] == "order_id":
                     assert colocation == orders_group, table
+        assert placed.pop("globalcart.work_kpi_orders") == ("distributed", "order_id", orders_group)
         assert placed == {}, "staging, bookkeeping, summaries and the dimensions' audit stay local"
-        assert scalar(conn, "SELECT count(*) FROM citus_shards WHERE table_name = 'globalcart.fact_orders'::regclass "
-                            "AND nodeport <> %s", cluster.coordinator.port) > 0  # fmt: skip
+        # two shards a worker (the default), none on the coordinator
+        shards = fetch(conn, "SELECT nodeport, count(*) FROM citus_shards WHERE table_name = "
+                             "'globalcart.fact_orders'::regclass GROUP BY 1 ORDER BY 1")  # fmt: skip
+        assert sorted(shards) == sorted((w.port, 2) for w in cluster.workers)
         # the same rows, now read from the shards; the same KPIs
         assert _contents(conn) == before
         assert _kpis(conn) == kpis_before
 
-    again = run_cli("distribute", "--preview", dsn=dsn)
+    again = run_cli("distribute", dsn=dsn)
     assert again.returncode == 0, again.stderr
-    assert "distributed: 0 table(s) now, 16 already" in again.stdout
+    assert "distributed: 0 table(s) now, 23 already" in again.stdout
     migrated = run_cli("migrate", "--no-cron", dsn=dsn)
     assert migrated.returncode == 0, migrated.stderr
     assert "function/trigger file(s) re-applied" in migrated.stdout
@@ -131,19 +261,53 @@ def test_distribute_lays_out_the_warehouse_keeps_every_row_and_audits_once(clust
         assert copies == [("VIP",)] * 3
 
 
-@pytest.mark.citus
-def test_migrate_creates_pg_cron_on_the_coordinator_only(cluster: CitusCluster) -> None:
+@pytest.fixture(scope="module")
+def cron_warehouse(cluster: CitusCluster) -> str:
+    """The warehouse in the database pg_cron runs in (cron.database_name of the coordinator),
+    migrated with pg_cron, distributed."""
     dsn = cluster.create_database(CRON_DB)
     migrated = run_cli("migrate", dsn=dsn)
     assert migrated.returncode == 0, migrated.stderr
     assert f"pg_cron: ready in database '{CRON_DB}'." in migrated.stdout
-    with psycopg.connect(dsn) as conn:
+    assert run_cli("distribute", dsn=dsn).returncode == 0
+    return dsn
+
+
+@pytest.mark.citus
+def test_migrate_creates_pg_cron_on_the_coordinator_only(cron_warehouse: str) -> None:
+    with psycopg.connect(cron_warehouse) as conn:
         assert scalar(conn, "SELECT count(*) FROM pg_extension WHERE extname = 'pg_cron'") == 1
         on_workers = fetch(conn, "SELECT result FROM run_command_on_workers($$SELECT count(*) FROM pg_extension "
                                  "WHERE extname = 'pg_cron'$$)")  # fmt: skip
         assert on_workers == [("0",)] * 2
-    again = run_cli("migrate", dsn=dsn)
+    again = run_cli("migrate", dsn=cron_warehouse)
     assert again.returncode == 0, again.stderr
+
+
+@pytest.mark.citus
+@pytest.mark.slow
+def test_the_pg_cron_job_runs_the_refresh_on_the_coordinator(cron_warehouse: str) -> None:
+    with psycopg.connect(cron_warehouse, autocommit=True) as conn:
+        stage(conn, "orders", [order(4242)])
+        stage(conn, "order_items", [item(42421, 4242)])
+        job_id = scalar(conn, "SELECT globalcart.schedule_incremental_refresh()")
+        try:
+            deadline = time.monotonic() + 150
+            while time.monotonic() < deadline and not scalar(
+                conn, "SELECT count(*) FROM globalcart.fact_order_items WHERE order_id = 4242"
+            ):
+                time.sleep(2)
+            assert scalar(conn, "SELECT count(*) FROM globalcart.fact_orders WHERE order_id = 4242") == 1
+            assert scalar(conn, "SELECT count(*) FROM globalcart.fact_order_items WHERE order_id = 4242") == 1
+            assert fetch(conn, "SELECT status FROM globalcart.etl_runs ORDER BY run_id") == [("ok",)]
+            while time.monotonic() < deadline and not scalar(
+                conn, "SELECT count(*) FROM cron.job_run_details WHERE jobid = %s AND status IN ('succeeded', "
+                      "'failed')", job_id):  # fmt: skip
+                time.sleep(1)
+            assert fetch(conn, "SELECT DISTINCT status FROM cron.job_run_details WHERE jobid = %s AND status IN "
+                               "('succeeded', 'failed')", job_id) == [("succeeded",)]  # fmt: skip
+        finally:
+            conn.execute("SELECT globalcart.unschedule_incremental_refresh()")
 
 
 @pytest.mark.citus
@@ -151,7 +315,7 @@ def test_distribute_refuses_where_citus_has_no_workers(cluster: CitusCluster) ->
     dsn = cluster.create_database(f"gc_citus_{next(_numbers)}", add_workers=False)
     with psycopg.connect(dsn) as conn:
         migrate(conn, with_cron=False)
-    result = run_cli("distribute", "--preview", dsn=dsn)
+    result = run_cli("distribute", dsn=dsn)
     assert result.returncode == 1
     assert result.stderr.startswith("globalcart: Citus has no workers here: add them on the coordinator")
     with psycopg.connect(dsn) as conn:
@@ -173,19 +337,18 @@ def test_a_second_warehouse_on_the_cluster_migrates_and_distribute_refuses_on_a_
                              "WHERE rolname = 'globalcart_owner'$$)")  # fmt: skip
         assert logins == [("t",)] * 2
         assert scalar(conn, "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'globalcart_owner'") is False
-    result = run_cli("distribute", "--preview", dsn=cluster.workers[0].dsn(name))
+    result = run_cli("distribute", dsn=cluster.workers[0].dsn(name))
     assert result.returncode == 1
     assert result.stderr == "globalcart: this is a Citus worker: run distribute on the coordinator.\n"
 
 
-def test_distribute_refuses_without_citus_and_without_preview(dsn: str) -> None:
-    result = run_cli("distribute", "--preview", dsn=dsn)
+def test_distribute_refuses_without_citus_and_a_bad_shard_count(dsn: str) -> None:
+    result = run_cli("distribute", dsn=dsn)
     assert result.returncode == 1
     assert result.stderr.startswith("globalcart: Citus is not installed in this database")
     assert result.stderr.count("\n") == 1
-    gated = run_cli("distribute", dsn=dsn)
-    assert gated.returncode == 1
-    assert "the refresh does not run on a distributed warehouse yet" in gated.stderr
+    bad = run_cli("distribute", "--shard-count", "0", dsn=dsn)
+    assert (bad.returncode, bad.stderr) == (2, "globalcart: --shard-count must be at least 1.\n")
     with psycopg.connect(dsn) as conn:
         assert citus.state(conn).installed is False
         with pytest.raises(DriverError, match="Citus is not installed"):
@@ -201,3 +364,73 @@ def test_layout_follows_the_registry(dsn: str) -> None:
     assert placements["globalcart.audit_fact_funnel_events"].column == "session_id"
     assert placements["globalcart.dim_date"].kind == "reference"
     assert list(placements).index("globalcart.fact_orders") < list(placements).index("globalcart.fact_payments")
+
+
+def _distributed_warehouse(cluster: CitusCluster) -> str:
+    dsn = _warehouse(cluster)
+    result = run_cli("distribute", dsn=dsn)
+    assert result.returncode == 0, result.stderr
+    return dsn
+
+
+# The guarantees that matter most, by the very tests that hold them on one server, run on a freshly
+# distributed warehouse: each takes a connection (autocommit, as the conn fixture gives) or a DSN.
+# (The partition tests that name the partition a row is in, tableoid, would read a shard's name.)
+GUARANTEES = {
+    "newest wins in one batch": (test_newest_wins.test_several_versions_in_one_batch_keep_the_newest, "conn"),
+    "newest wins for every source": (test_newest_wins.test_newest_wins_for_every_source, "conn"),
+    "an older version later is stale": (
+        test_newest_wins.test_older_version_arriving_later_changes_nothing_and_counts_stale, "conn"),
+    "idempotent replay": (test_newest_wins.test_the_same_batch_staged_twice_changes_nothing_the_second_time, "conn"),
+    "quarantine": (test_quarantine.test_every_kind_of_bad_row_is_rejected_with_its_reason_and_good_rows_apply, "conn"),
+    "a child moved to another order": (
+        functools.partial(test_quarantine.test_child_moved_to_another_order_is_rejected, source="payments"), "conn"),
+    "the poison row": (test_poison_rows.test_one_oversized_session_id_no_longer_stops_every_source, "conn"),
+    "isolation keeps newest wins": (test_poison_rows.test_isolation_keeps_newest_wins_and_the_watermark, "conn"),
+    "early children": (functools.partial(
+        test_order_of_application.test_early_child_waits_for_its_order_and_is_applied_with_it, source="order_items"),
+        "conn"),
+    "orphans": (functools.partial(
+        test_order_of_application.test_child_waiting_longer_than_the_orphan_timeout_is_rejected_as_orphan,
+        source="returns"), "conn"),
+    "inferred members": (test_order_of_application.test_unknown_customer_and_product_get_inferred_members, "conn"),
+    "derived RETURNED": (functools.partial(
+        test_derived_state.test_return_turns_a_delivered_or_completed_order_returned_with_an_audit_row,
+        status="DELIVERED"), "conn"),
+    "a return before its delivery": (test_derived_state.test_return_takes_effect_when_the_order_is_delivered_later,
+                                     "conn"),
+    "status transitions": (functools.partial(
+        test_derived_state.test_backward_or_out_of_cancelled_transition_is_rejected_and_the_row_stays,
+        old="SHIPPED", new="PAID"), "conn"),
+    "every source's update audited": (test_audit.test_each_source_update_is_audited, "conn"),
+    "a dimension update audited": (test_audit.test_currency_rate_change_is_audited, "conn"),
+    "watermarks": (test_runs_and_watermarks.test_watermark_never_moves_backwards_and_ignores_stale_and_rejected_rows,
+                   "conn"),
+    "skip while another refresh runs": (
+        test_runs_and_watermarks.test_second_refresh_while_one_runs_is_skipped_and_changes_nothing, "dsn"),
+    "a bounded claim": (
+        test_batches_and_follow.test_a_call_claims_at_most_max_rows_per_run_of_each_source_earliest_first, "conn"),
+    "follow mode": (
+        test_batches_and_follow.test_refresh_for_applies_rows_staged_while_it_runs_within_about_pause_plus_a_refresh,
+        "dsn"),
+    "a replayed event at another time": (test_partitions.test_a_replayed_event_with_another_time_is_a_duplicate,
+                                         "conn"),
+    "fact retention": (test_partitions.test_fact_retention_drops_whole_months_and_the_summaries_follow, "conn"),
+    "KPI summaries equal a rebuild": (functools.partial(
+        test_kpi_summaries.test_incremental_summaries_equal_a_rebuild_and_slices_equal_the_facts, seed=3), "dsn"),
+    "a late return changes one bucket": (test_kpi_summaries.test_a_late_return_changes_one_bucket, "conn"),
+    "lossless under concurrent producers": (
+        test_lossless.test_concurrent_producers_and_refreshes_lose_nothing_and_apply_nothing_twice, "dsn"),
+}  # fmt: skip
+
+
+@pytest.mark.citus
+@pytest.mark.parametrize("name", list(GUARANTEES))
+def test_the_guarantee_holds_on_the_distributed_layout(cluster: CitusCluster, name: str) -> None:
+    guarantee, takes = GUARANTEES[name]
+    dsn = _distributed_warehouse(cluster)
+    if takes == "dsn":
+        guarantee(dsn)
+        return
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        guarantee(conn)
