@@ -119,6 +119,23 @@ class Figures:
         return text
 
 
+def refresh_delta(
+    conn: psycopg.Connection, since: datetime, until: datetime, seed: int, new_orders: int
+) -> tuple[Batch, float]:
+    """One delta of the window (no duplicates, nothing out of order: the same rows wherever the
+    warehouse is the same), staged, then refreshed by one timed call; the call must succeed."""
+    batch, _ = generate_delta(conn, since=since, until=until, seed=seed, new_orders=new_orders,
+                              duplicate_share=0.0, out_of_order_share=0.0)  # fmt: skip
+    conn.commit()
+    copy_batch(conn, batch)
+    started = time.perf_counter()
+    summary = db.run_refresh(conn)
+    seconds = time.perf_counter() - started
+    if summary["status"] != "ok":
+        raise RuntimeError(f"a benchmark refresh did not succeed: {summary.get('error') or summary['status']}")
+    return batch, seconds
+
+
 def _median_of(conn: psycopg.Connection, sql: str, params: tuple = (), calls: int = 5) -> float:
     times = []
     for _ in range(calls):
@@ -274,19 +291,7 @@ def run_bench(
                 # A first delta, not timed: the first refresh after a bulk load reads the pages of
                 # the orders it touches from disk (PostgreSQL's default 128 MB of shared buffers);
                 # the timed deltas measure the refresh as it runs from then on. Its time is printed.
-                batch, _ = generate_delta(
-                    conn,
-                    since=as_of - step,
-                    until=as_of,
-                    seed=seed + 50,
-                    new_orders=delta_orders,
-                    duplicate_share=0.0,
-                    out_of_order_share=0.0,
-                )
-                copy_batch(conn, batch)
-                started = time.perf_counter()
-                db.run_refresh(conn)
-                first[name] = time.perf_counter() - started
+                batch, first[name] = refresh_delta(conn, as_of - step, as_of, seed + 50, delta_orders)
                 log(
                     f"{name} warehouse, first delta after the seed (not timed): {batch.count():,} rows refreshed in "
                     f"{first[name]:.2f} s"
@@ -297,16 +302,10 @@ def run_bench(
                 admin.execute(f"CREATE DATABASE bench_bare_{name} TEMPLATE bench_{name}")
             with psycopg.connect(dsn) as conn:
                 for n in range(rounds):
-                    batch, _ = generate_delta(conn, since=as_of + step * n, until=as_of + step * (n + 1),
-                                              seed=seed + 1 + n, new_orders=delta_orders,
-                                              duplicate_share=0.0, out_of_order_share=0.0)  # fmt: skip
-                    conn.commit()
+                    batch, seconds = refresh_delta(conn, as_of + step * n, as_of + step * (n + 1), seed + 1 + n,
+                                                   delta_orders)  # fmt: skip
                     delta_rows[name] += batch.count()
                     batches[name].append(batch)
-                    copy_batch(conn, batch)
-                    started = time.perf_counter()
-                    db.run_refresh(conn)
-                    seconds = time.perf_counter() - started
                     refresh[name] += seconds
                     log(
                         f"{name} warehouse, delta {n + 1}/{rounds}: {batch.count():,} rows refreshed in {seconds:.2f} s"

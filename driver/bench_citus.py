@@ -12,21 +12,19 @@ warehouse, on the shards too).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from driver import citus, db
-from driver.deltas import generate_delta
+from driver import citus
+from driver.bench import refresh_delta
 from driver.embedded import EmbeddedServer, start_server
 from driver.migrate import migrate
 from driver.output import render_table
 from driver.progress import ProgressBar
 from driver.seed import seed_history
-from driver.staging import copy_batch
 
 
 @dataclass
@@ -116,25 +114,13 @@ def run_citus_bench(
                     figures.seed[key] = report.seconds
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     conn.execute("VACUUM ANALYZE")
-                    batch, _ = generate_delta(conn, since=as_of - step, until=as_of, seed=seed + 50,
-                                              new_orders=delta_orders, duplicate_share=0.0,
-                                              out_of_order_share=0.0)  # fmt: skip
-                    copy_batch(conn, batch)
-                    db.run_refresh(conn)  # (the first delta after a bulk load reads from disk: not timed)
+                    refresh_delta(conn, as_of - step, as_of, seed + 50, delta_orders)  # (cold after the seed: untimed)
                     conn.execute("CHECKPOINT")
                 rows = seconds = 0.0
                 with psycopg.connect(dsn) as conn:
                     for n in range(rounds):
-                        batch, _ = generate_delta(conn, since=as_of + step * n, until=as_of + step * (n + 1),
-                                                  seed=seed + 1 + n, new_orders=delta_orders,
-                                                  duplicate_share=0.0, out_of_order_share=0.0)  # fmt: skip
-                        conn.commit()
-                        copy_batch(conn, batch)
-                        started = time.perf_counter()
-                        summary = db.run_refresh(conn)
-                        took = time.perf_counter() - started
-                        if summary["status"] != "ok":
-                            raise RuntimeError(f"{key}: the refresh failed: {summary.get('error')}")
+                        batch, took = refresh_delta(conn, as_of + step * n, as_of + step * (n + 1), seed + 1 + n,
+                                                    delta_orders)  # fmt: skip
                         seconds += took
                         rows += batch.count()
                         log(f"{key} warehouse, delta {n + 1}/{rounds}: {batch.count():,} rows in {took:.2f} s")

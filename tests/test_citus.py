@@ -434,3 +434,20 @@ def test_the_guarantee_holds_on_the_distributed_layout(cluster: CitusCluster, na
         return
     with psycopg.connect(dsn, autocommit=True) as conn:
         guarantee(conn)
+
+
+@pytest.mark.citus
+def test_bench_citus_prints_its_figures(cluster: CitusCluster) -> None:
+    """(Its own servers: one, and a coordinator with two workers; the cluster fixture only says
+    Citus is there.)"""
+    result = run_cli("bench", "--citus", "--small", "300", "--large", "600", "--delta-orders", "10", "--rounds", "1",
+                     timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    figures = {}
+    for line in result.stdout.splitlines():
+        if match := re.match(r"^\s*(\S.*?)\s{2,}([0-9.,]+)( s)?(\s{2,}([0-9,]+) rows/s)?$", line):
+            figures[match.group(1)] = float(match.group(2).replace(",", ""))
+    for name in ("refresh, warehouse of 300 orders, one server", "refresh, warehouse of 600 orders, citus",
+                 "Citus ÷ one server, large (goal ≤ 3)",
+                 "Citus, large ÷ small per delta row (goal ≤ 1.5)"):  # fmt: skip
+        assert figures.get(name, 0) > 0, (name, figures)  # measured, not a label with nothing behind it
