@@ -186,8 +186,8 @@ def distribute(conn: psycopg.Connection, shard_count: int | None = None) -> Dist
     dimensions' audit triggers regenerated for it.
 
     ``shard_count``: shards of each distributed table (default: SHARDS_PER_WORKER per worker). Each
-    statement of the refresh that joins a batch with a fact runs once per shard: Citus's default of
-    32 made a refresh of one order cost about 0.4 s on two workers (2 cores), 4 shards about 0.1 s.
+    statement of the refresh that joins a batch with a fact runs once per shard: a refresh of one
+    order took 0.14 s with 8 shards on two workers (2 cores), 0.11 s with 4 (README).
     A table already distributed keeps its shards."""
     found = state(conn)
     if not found.installed:

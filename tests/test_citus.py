@@ -84,8 +84,10 @@ VOLATILE = "ARRAY['audit_id', 'audited_at', 'ingested_at', 'rejected_at', 'updat
 def _pipeline(dsn: str) -> int:
     """Seed, then three windows of deltas with duplicates, out-of-order versions and bad rows, each
     refreshed by one call (the same seeds, so the same rows, wherever it runs). Returns the last
-    run of the seed: how many calls the seed took depends on timing (it stages and refreshes at
-    once), so runs are compared as "the seed's" and "the windows' first, second, third"."""
+    run of the seed: the seed stages and refreshes at once, so how many calls it took, and what met
+    in one (an order before its product: an inferred member, replaced later, audited), depends on
+    timing. Runs are compared as "the seed's" and "the windows' first, second, third", and the
+    seed's audit rows are left out."""
     with psycopg.connect(dsn) as conn:
         seed_history(conn, dsn, orders=400, seed=11, as_of=AS_OF, days=45)
         seed_runs = scalar(conn, "SELECT max(run_id) FROM globalcart.etl_runs")
@@ -116,6 +118,8 @@ def _state(conn: psycopg.Connection, seed_runs: int) -> dict[str, list[tuple]]:
             for key in ("loaded_run_id", "audit_run_id"):
                 if key in row:
                     row[key] = run(row[key])
+            if row.get("audit_run_id") == "seed":
+                continue  # (how the seed's rows met in its calls depends on timing: see _pipeline)
             found.append((json.dumps(row, sort_keys=True),))
         return sorted(found)
 
@@ -142,8 +146,8 @@ def _state(conn: psycopg.Connection, seed_runs: int) -> dict[str, list[tuple]]:
             seed_runs,
         )
     ]
-    state["seed"] = fetch(conn, "SELECT count(*) FILTER (WHERE status = 'ok'), sum(rows_applied), sum(rows_rejected) "
-                                "FROM globalcart.etl_runs WHERE run_id <= %s", seed_runs)  # fmt: skip
+    state["seed"] = fetch(conn, "SELECT bool_and(status = 'ok'), sum(rows_rejected) FROM globalcart.etl_runs "
+                                "WHERE run_id <= %s", seed_runs)  # fmt: skip
     state["kpis"] = _kpis(conn)
     # the readers: KPIs of slices (part days read the facts), an order's timeline. (Not yet on
     # Citus: the as-of reads — inlinable SQL functions, which Citus's planner refuses.)

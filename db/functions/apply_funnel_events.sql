@@ -17,6 +17,7 @@ AS $$
 DECLARE
   v_claimed bigint; v_rejected bigint; v_duplicates bigint;
   v_inserted bigint; v_applied_max timestamptz; v_inferred_customers bigint; v_inferred_products bigint;
+  v_stored uuid[];  -- event_ids of the batch already stored
 BEGIN
   SELECT count(*) INTO v_claimed FROM pg_temp.gc_claim_funnel_events;
   IF v_claimed = 0 THEN
@@ -68,12 +69,14 @@ BEGIN
     ORDER BY k.event_id, k.updated_at DESC, k.stg_id DESC
   )
   SELECT count(*) INTO v_rejected FROM rejects;
-  -- not stored yet: the stored events of the batch's event_ids (in any month, by the event_id index
-  -- of each partition; on Citus on every shard, the funnel being distributed by session_id) go
-  DELETE FROM globalcart.work_funnel_events w
-   USING (SELECT f.event_id FROM globalcart.fact_funnel_events f
-           WHERE f.event_id = ANY (ARRAY(SELECT b.event_id FROM globalcart.work_funnel_events b))) AS s
-   WHERE s.event_id = w.event_id;
+  -- not stored yet: the batch's event_ids stored already (in any month, by the event_id index of
+  -- each partition; on Citus on every shard, the funnel being distributed by session_id) go. A list
+  -- of ids, not a join: each is looked up once whatever the plan (EXECUTE: a constant to the planner).
+  EXECUTE 'SELECT array_agg(DISTINCT f.event_id) FROM globalcart.fact_funnel_events f WHERE f.event_id = ANY ($1)'
+    INTO v_stored USING ARRAY(SELECT w.event_id FROM globalcart.work_funnel_events w);
+  IF v_stored IS NOT NULL THEN
+    DELETE FROM globalcart.work_funnel_events w WHERE w.event_id = ANY (v_stored);
+  END IF;
 
   v_inferred_customers := globalcart.add_inferred_customers(
     ARRAY(SELECT w.customer_id FROM globalcart.work_funnel_events w), p_now);

@@ -23,7 +23,7 @@ AS $$
 DECLARE
   v_source globalcart.etl_sources;
   v_columns text;  -- the staging table's business columns
-  v_keys bigint[];  -- the batch's keys (key_column)
+  v_keys bigint[];  -- keys of the batch (key_column) not stored under their order, then those stored elsewhere
 BEGIN
   SELECT * INTO STRICT v_source FROM globalcart.etl_sources s WHERE s.source_name = p_source AND s.waits_for_order;
   SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO v_columns
@@ -31,23 +31,29 @@ BEGIN
    WHERE a.attrelid = format('globalcart.%I', v_source.staging_table)::regclass
      AND a.attnum > 0 AND NOT a.attisdropped AND a.attname NOT IN ('stg_id', 'ingested_at', 'deferrals');
 
-  -- the stored rows of the batch's keys, looked up by key (on Citus the key is not the column the
-  -- facts are distributed by: the lookup goes to every shard, with the batch's keys)
-  EXECUTE format('SELECT array_agg(w.%1$I) FROM globalcart.%2$I w', v_source.key_column, 'work_' || p_source)
+  -- Keys stored under another order: first the batch's keys not stored under their own order (an
+  -- index probe of the key beside its order_id; on Citus on the shard of that order), then, of
+  -- those, the ones stored at all (by the key's index; on Citus on every shard: the key is not the
+  -- column the facts are distributed by). Lists of keys, not joins, for those two lookups: a key
+  -- is looked up once, whatever the plan (EXECUTE: the lists are constants to the planner).
+  EXECUTE format('SELECT array_agg(w.%1$I) FROM globalcart.%2$I w
+                   WHERE NOT EXISTS (SELECT 1 FROM globalcart.%3$I f WHERE f.order_id = w.order_id AND f.%1$I = w.%1$I)',
+                 v_source.key_column, 'work_' || p_source, v_source.fact_table)
     INTO v_keys;
+  IF v_keys IS NOT NULL THEN
+    EXECUTE format('SELECT array_agg(DISTINCT f.%1$I) FROM globalcart.%2$I f WHERE f.%1$I = ANY ($1)',
+                   v_source.key_column, v_source.fact_table)
+      INTO v_keys USING v_keys;
+  END IF;
   EXECUTE format($sql$
-    WITH stored AS (
-      SELECT f.%3$I AS key, f.order_id FROM globalcart.%2$I f WHERE f.%3$I = ANY ($3)
-    ), moved AS (
-      DELETE FROM globalcart.%1$I w
-      USING stored s
-      WHERE s.key = w.%3$I AND s.order_id <> w.order_id
+    WITH moved AS (
+      DELETE FROM globalcart.%1$I w WHERE w.%2$I = ANY ($3)
       RETURNING w.*
     )
     INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
     SELECT $1, $2, 'order_id_changed', to_jsonb(m) - 'order_ts' FROM moved m
-    $sql$, 'work_' || p_source, v_source.fact_table, v_source.key_column)
-    USING p_run_id, p_source, v_keys;
+    $sql$, 'work_' || p_source, v_source.key_column)
+    USING p_run_id, p_source, coalesce(v_keys, '{}');
   GET DIAGNOSTICS moved = ROW_COUNT;
 
   -- each row's order: its order_ts is the row's partition; no order, no order_ts
