@@ -149,6 +149,10 @@ def _state(conn: psycopg.Connection, seed_runs: int) -> dict[str, list[tuple]]:
     state["seed"] = fetch(conn, "SELECT bool_and(status = 'ok'), sum(rows_rejected) FROM globalcart.etl_runs "
                                 "WHERE run_id <= %s", seed_runs)  # fmt: skip
     state["kpis"] = _kpis(conn)
+    snapshot_id = scalar(conn, "SELECT globalcart.snapshot_kpis('compared')")
+    state["snapshot"] = fetch(conn, "SELECT label, kpi_name, kpi_value FROM globalcart.kpi_snapshots "
+                                    "WHERE snapshot_id = %s ORDER BY 2", snapshot_id)  # fmt: skip
+    assert len(state["snapshot"]) == 14
     # the readers: KPIs of slices (part days read the facts), an order's timeline. (Not yet on
     # Citus: the as-of reads — inlinable SQL functions, which Citus's planner refuses.)
     order_id = scalar(conn, "SELECT min(order_id) FROM globalcart.audit_fact_orders")
