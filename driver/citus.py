@@ -27,9 +27,8 @@ from typing import Protocol
 import psycopg
 
 from driver import db
+from driver.db import OWNER
 from driver.errors import DriverError, first_line
-
-OWNER = "globalcart_owner"
 
 
 class Node(Protocol):

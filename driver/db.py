@@ -11,6 +11,10 @@ import psycopg
 from driver import output
 from driver.errors import DriverError, describe_connect_error
 
+# The role that owns the schema (migration 0004): migrate applies the routine files as it, and the
+# refresh runs with its rights; nobody logs in as it (on Citus: only on the workers, driver.citus).
+OWNER = "globalcart_owner"
+
 APPLICATION_NAME = "globalcart-driver"
 
 

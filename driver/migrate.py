@@ -27,6 +27,7 @@ from pathlib import Path
 import psycopg
 
 from driver import citus
+from driver.db import OWNER
 from driver.errors import DriverError, first_line
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "db"
@@ -149,9 +150,6 @@ def after_routines(text: str) -> list[str]:
         for line in text.splitlines()
         if line.strip().startswith(AFTER_ROUTINES)
     ]
-
-
-OWNER = "globalcart_owner"
 
 
 def _owner_exists(conn: psycopg.Connection) -> bool:
