@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -278,3 +279,12 @@ def installed_by_release(pg_server: Any, tmp_path: Path, commit: str, dbname: st
         yield dsn
     finally:
         janitor.drop()
+
+
+def bench_figures(stdout: str) -> dict[str, float]:
+    """The figures of a table `globalcart bench` printed: measure -> its number (seconds or ratio)."""
+    figures = {}
+    for line in stdout.splitlines():
+        if match := re.match(r"^\s*(\S.*?)\s{2,}([0-9.,]+)( s)?(\s{2,}([0-9,]+) rows/s)?$", line):
+            figures[match.group(1)] = float(match.group(2).replace(",", ""))
+    return figures

@@ -28,7 +28,7 @@ import test_partitions
 import test_poison_rows
 import test_quarantine
 import test_runs_and_watermarks
-from helpers import fetch, item, order, run_cli, scalar, stage, table_digest
+from helpers import bench_figures, fetch, item, order, run_cli, scalar, stage, table_digest
 from servers import CITUS_INSTALL, CitusCluster, citus_installed, start_citus_cluster
 
 from driver import citus, db
@@ -451,10 +451,7 @@ def test_bench_citus_prints_its_figures(cluster: CitusCluster) -> None:
     result = run_cli("bench", "--citus", "--small", "300", "--large", "600", "--delta-orders", "10", "--rounds", "1",
                      timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    figures = {}
-    for line in result.stdout.splitlines():
-        if match := re.match(r"^\s*(\S.*?)\s{2,}([0-9.,]+)( s)?(\s{2,}([0-9,]+) rows/s)?$", line):
-            figures[match.group(1)] = float(match.group(2).replace(",", ""))
+    figures = bench_figures(result.stdout)
     for name in ("refresh, warehouse of 300 orders, one server", "refresh, warehouse of 600 orders, citus",
                  "Citus ÷ one server, large (goal ≤ 3)",
                  "Citus, large ÷ small per delta row (goal ≤ 1.5)"):  # fmt: skip

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import ROOT, fetch, order, refresh, run_cli, scalar, stage
+from helpers import ROOT, bench_figures, fetch, order, refresh, run_cli, scalar, stage
 
 from driver import db, output
 
@@ -131,10 +131,7 @@ def test_psql_report_prints_the_comparison(dsn):
 def test_bench_prints_its_figures():
     result = run_cli("bench", "--small", "400", "--large", "800", "--delta-orders", "15", "--freshness-seconds", "3")
     assert result.returncode == 0, result.stderr
-    figures = {}
-    for line in result.stdout.splitlines():
-        if match := re.match(r"^\s*(\S.*?)\s{2,}([0-9.,]+)( s)?(\s{2,}([0-9,]+) rows/s)?$", line):
-            figures[match.group(1)] = float(match.group(2).replace(",", ""))
+    figures = bench_figures(result.stdout)
     for name in ("refresh, warehouse of 400 orders", "refresh, warehouse of 800 orders",
                  "large ÷ small, per delta row (goal ≤ 1.3)", "refresh ÷ bare (goal ≤ 2)"):  # fmt: skip
         assert figures.get(name, 0) > 0, (name, figures)  # measured, not a label with nothing behind it
