@@ -22,6 +22,7 @@ reach the workers at all is their pg_hba.conf's business (the coordinator's addr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import psycopg
@@ -178,6 +179,9 @@ class DistributeReport:
 
 SHARDS_PER_WORKER = 2
 
+# migrate's file that (re)generates the as-of functions; distribute reruns it for the new layout
+AS_OF_FILE = Path(__file__).resolve().parent.parent / "db" / "views" / "as_of.sql"
+
 
 def distribute(conn: psycopg.Connection, shard_count: int | None = None) -> DistributeReport:
     """Turn an installed warehouse into the distributed layout; what is distributed already stays
@@ -242,9 +246,10 @@ def distribute(conn: psycopg.Connection, shard_count: int | None = None) -> Dist
                 report.created.append(placement)
     except psycopg.Error as exc:
         raise DriverError(f"distribute failed, nothing changed: {first_line(exc)}") from None
-    # The audit triggers, regenerated for the layout (install_audit_trigger): a dimension's audit only
-    # on the coordinator's copy, a fact's deletes row by row. As migrate does, as the owner; in a
-    # transaction of its own, the tables being distributed now.
+    # The audit triggers and the as-of functions, regenerated for the layout (install_audit_trigger:
+    # a dimension's audit only on the coordinator's copy, a fact's deletes row by row; install_as_of:
+    # PL/pgSQL over Citus tables). As migrate does, as the owner; in a transaction of its own, the
+    # tables being distributed now.
     try:
         with conn.transaction():
             for setting, value in DATABASE_SETTINGS.items():  # (this session began before the ALTER DATABASE)
@@ -255,9 +260,10 @@ def distribute(conn: psycopg.Connection, shard_count: int | None = None) -> Dist
                 "WHERE t.oid = ANY(%s::regclass[]) AND to_regclass('globalcart.audit_' || t.relname) IS NOT NULL",
                 ([p.table for p in [*report.created, *report.already]],),
             )
+            conn.execute(AS_OF_FILE.read_text())
     except psycopg.Error as exc:
         raise DriverError(
-            f"the tables are distributed, but their audit triggers could not be regenerated "
+            f"the tables are distributed, but their audit triggers and as-of functions could not be regenerated "
             f"({first_line(exc)}): run migrate, which regenerates them."
         ) from None
     return report

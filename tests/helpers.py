@@ -238,6 +238,20 @@ def scalar(conn: psycopg.Connection, sql: str, *params: Any) -> Any:
     return row[0]
 
 
+def partition_of(conn: psycopg.Connection, table: str, where: str) -> list[str]:
+    """The partitions of globalcart.<table> that hold its rows WHERE <where>. On Citus a row's
+    tableoid names the shard of its partition (fact_orders_p2026_04_102256): the shard id is left
+    out, so the same test reads the same names on one server and on a distributed warehouse."""
+    names = [
+        r[0] for r in fetch(conn, f"SELECT DISTINCT tableoid::regclass::text FROM globalcart.{table} WHERE {where}")
+    ]
+    sharded = scalar(conn, "SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL") and scalar(
+        conn, "SELECT count(*) > 0 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = %s::regclass",
+        f"globalcart.{table}",
+    )  # fmt: skip
+    return sorted(re.sub(r"_\d+$", "", n) for n in names) if sharded else sorted(names)
+
+
 def staged_count(conn: psycopg.Connection) -> int:
     return sum(scalar(conn, f"SELECT count(*) FROM globalcart.stg_{s}") for s in SOURCES)
 

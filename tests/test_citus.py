@@ -1,7 +1,8 @@
 """Citus (`globalcart distribute`, README "Scale out on Citus"): a coordinator and two workers on
 127.0.0.1, started for this module. The layout distribute makes (generated from the registry),
 what it refuses, that the data and the KPIs stay what they were, that it and migrate can run again
-on the distributed warehouse, and the audit of facts and dimensions there.
+on the distributed warehouse, the audit of facts and dimensions there, and the history reads and
+undo (as-of, revert).
 
 Without Citus installed these tests skip with one line saying how to install it — except under CI
 (CI=true, as .ci/run sets), where a missing Citus fails them."""
@@ -20,6 +21,7 @@ import pytest
 import test_audit
 import test_batches_and_follow
 import test_derived_state
+import test_history
 import test_kpi_summaries
 import test_lossless
 import test_newest_wins
@@ -110,9 +112,9 @@ def _state(conn: psycopg.Connection, seed_runs: int) -> dict[str, list[tuple]]:
     def run(run_id: int | None) -> str | int | None:
         return run_id if run_id is None else "seed" if run_id <= seed_runs else run_id - seed_runs
 
-    def rows(table: str) -> list[tuple]:
+    def rows(table: str, source: str = "") -> list[tuple]:
         found = []
-        for (row,) in fetch(conn, f"SELECT to_jsonb(x) - {VOLATILE} FROM globalcart.{table} x"):
+        for (row,) in fetch(conn, f"SELECT to_jsonb(x) - {VOLATILE} FROM {source or f'globalcart.{table}'} x"):
             if row.get("is_inferred") or ("loaded_run_id" in row and row["loaded_run_id"] is None):
                 row = {k: v for k, v in row.items() if not re.match(r"\d{4}-\d\d-\d\dT", str(v))}
             for key in ("loaded_run_id", "audit_run_id"):
@@ -153,8 +155,13 @@ def _state(conn: psycopg.Connection, seed_runs: int) -> dict[str, list[tuple]]:
     state["snapshot"] = fetch(conn, "SELECT label, kpi_name, kpi_value FROM globalcart.kpi_snapshots "
                                     "WHERE snapshot_id = %s ORDER BY 2", snapshot_id)  # fmt: skip
     assert len(state["snapshot"]) == 14
-    # the readers: KPIs of slices (part days read the facts), an order's timeline. (Not yet on
-    # Citus: the as-of reads — inlinable SQL functions, which Citus's planner refuses.)
+    # the readers: KPIs of slices (part days read the facts), an order's timeline, every table and
+    # the KPIs as of the end of the second window (PL/pgSQL functions on Citus, SQL on one server)
+    at = scalar(conn, "SELECT finished_at FROM globalcart.etl_runs WHERE run_id = %s", seed_runs + 2)
+    for table in tables:
+        state[f"{table}_as_of"] = rows(table, f"globalcart.{table}_as_of('{at.isoformat()}')")
+    state["kpi_values_as_of"] = fetch(conn, "SELECT * FROM globalcart.kpi_values_as_of(%s) ORDER BY 1", at)
+    assert state["kpi_values_as_of"] != state["kpis"]
     order_id = scalar(conn, "SELECT min(order_id) FROM globalcart.audit_fact_orders")
     state["order_timeline"] = [
         (table, key, run(r), ended, version)
@@ -174,6 +181,16 @@ def _state(conn: psycopg.Connection, seed_runs: int) -> dict[str, list[tuple]]:
         state[f"kpi_values {since} {until} {country} {channel}"] = fetch(
             conn, "SELECT * FROM globalcart.kpi_values(%s, %s, %s, %s) ORDER BY 1", since, until, country, channel
         )
+    # undo: the third window's run reverted, then that revert reverted — every table, its audit
+    # and the KPIs after each
+    for step, run_id in (("revert", seed_runs + 3), ("revert of the revert", seed_runs + 4)):
+        summary = scalar(conn, "SELECT globalcart.revert_run(%s)", run_id)
+        conn.commit()
+        state[step] = {k: v for k, v in summary.items() if k not in ("started_at", "finished_at", "run_id")}
+        assert summary["rows_changed"] > 0
+        for table in [*tables, *(f"audit_{t}" for t in tables), "kpi_order_summary", "kpi_funnel_summary"]:
+            state[f"{table} after the {step}"] = rows(table)
+        state[f"kpis after the {step}"] = _kpis(conn)
     return state
 
 
@@ -181,7 +198,9 @@ def _state(conn: psycopg.Connection, seed_runs: int) -> dict[str, list[tuple]]:
 def test_the_refresh_on_citus_gives_what_it_gives_on_one_server(cluster: CitusCluster, dsn: str) -> None:
     """The same seed and deltas (bad rows, duplicates, out-of-order versions included) through the
     refresh on one server and on the distributed layout: every fact, dimension, audit row,
-    reject, watermark, run count, KPI summary and KPI the same."""
+    reject, watermark, run count, KPI summary and KPI the same; so are the reads (slices, a
+    timeline, every table and the KPIs as of an earlier time) and two undos (a run reverted, then
+    its revert)."""
     distributed = _warehouse(cluster)
     assert run_cli("distribute", dsn=distributed).returncode == 0
     seed_one, seed_many = _pipeline(dsn), _pipeline(distributed)
@@ -383,7 +402,6 @@ def _distributed_warehouse(cluster: CitusCluster) -> str:
 
 # The guarantees that matter most, by the very tests that hold them on one server, run on a freshly
 # distributed warehouse: each takes a connection (autocommit, as the conn fixture gives) or a DSN.
-# (The partition tests that name the partition a row is in, tableoid, would read a shard's name.)
 GUARANTEES = {
     "newest wins in one batch": (test_newest_wins.test_several_versions_in_one_batch_keep_the_newest, "conn"),
     "newest wins for every source": (test_newest_wins.test_newest_wins_for_every_source, "conn"),
@@ -421,12 +439,26 @@ GUARANTEES = {
     "follow mode": (
         test_batches_and_follow.test_refresh_for_applies_rows_staged_while_it_runs_within_about_pause_plus_a_refresh,
         "dsn"),
+    "facts partitioned by month": (test_partitions.test_the_large_tables_are_partitioned_by_month, "conn"),
+    "rows of months without a partition": (
+        test_partitions.test_rows_for_months_without_a_partition_never_fail_a_refresh, "conn"),
+    "an order moved to another month": (
+        test_partitions.test_a_newer_version_in_another_month_moves_the_order_and_its_children, "conn"),
     "a replayed event at another time": (test_partitions.test_a_replayed_event_with_another_time_is_a_duplicate,
                                          "conn"),
     "fact retention": (test_partitions.test_fact_retention_drops_whole_months_and_the_summaries_follow, "conn"),
     "KPI summaries equal a rebuild": (functools.partial(
         test_kpi_summaries.test_incremental_summaries_equal_a_rebuild_and_slices_equal_the_facts, seed=3), "dsn"),
     "a late return changes one bucket": (test_kpi_summaries.test_a_late_return_changes_one_bucket, "conn"),
+    "deletes audited, a move once": (test_history.test_deletes_are_audited_and_a_move_is_one_update, "conn"),
+    "as-of reads": (
+        test_history.test_as_of_at_several_instants_equals_what_the_warehouse_held_and_what_snapshots_stored, "conn"),
+    "a revert of an update run": (test_history.test_revert_of_an_update_run_restores_every_previous_version, "conn"),
+    "a revert of a RETURNED run": (test_history.test_revert_of_a_run_that_turned_an_order_returned, "conn"),
+    "a revert refused while a later run stands": (
+        test_history.test_a_revert_is_refused_while_a_later_run_changed_the_same_rows, "conn"),
+    "a revert reverted": (test_history.test_a_revert_can_be_reverted, "conn"),
+    "the history commands": (test_history.test_history_as_of_and_revert_commands, "dsn"),
     "lossless under concurrent producers": (
         test_lossless.test_concurrent_producers_and_refreshes_lose_nothing_and_apply_nothing_twice, "dsn"),
 }  # fmt: skip

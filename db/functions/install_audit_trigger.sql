@@ -23,8 +23,10 @@
 -- month, which a reference table cannot be): for such a table the generated functions audit on the
 -- coordinator's copy only, and on the workers' copies just stamp loaded_run_id. A distributed
 -- table's deletes are audited by a row-level trigger (a shard's statement-level trigger cannot pass
--- its transition table to a distributed INSERT). distribute runs this again for every table it
--- lays out.
+-- its transition table to a distributed INSERT); since a row trigger also fires for the DELETE
+-- half of an UPDATE that moves a row to another partition, it writes its row only when the key is
+-- gone from the table's shard (a moved row is there again, and audited once, as an update).
+-- distribute runs this again for every table it lays out.
 
 CREATE OR REPLACE FUNCTION globalcart.install_audit_trigger(p_table text)
   RETURNS void
@@ -44,6 +46,7 @@ DECLARE
   v_sharded boolean := false;      -- Citus: a distributed table (its audit colocated with it)
   v_guard text := '';
   v_delete_guard text := '';
+  v_key_match text;  -- x.<col> = $1.<col> AND … over the key without the partition column
 BEGIN
   IF to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
     -- Citus: its catalog, named through format() (it exists only there; a constant query string
@@ -95,17 +98,30 @@ BEGIN
   IF v_stamp <> '' AND v_sharded THEN
     -- (Citus, a distributed table: a shard's statement trigger cannot hand its transition table to the
     -- INSERT into the audit table, planned as a distributed statement; a row trigger's INSERT of one
-    -- row goes to the colocated audit shard beside it)
+    -- row goes to the colocated audit shard beside it. It fires on a partition of the shard, after
+    -- the statement: when the key is in the shard's parent table then, the row was moved, not deleted.)
+    SELECT string_agg(format('x.%1$I = $1.%1$I', a.attname), ' AND ' ORDER BY k.n) INTO v_key_match
+      FROM pg_catalog.pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+      LEFT JOIN pg_catalog.pg_partitioned_table p ON p.partrelid = i.indrelid
+     WHERE i.indrelid = v_table AND i.indisprimary AND NOT k.attnum = ANY (coalesce(p.partattrs::int2[], '{}'));
     EXECUTE format($fn$
       CREATE OR REPLACE FUNCTION globalcart.%1$I()
         RETURNS trigger
         LANGUAGE plpgsql
       AS $body$
+      DECLARE
+        v_shard regclass := coalesce((SELECT i.inhparent::regclass FROM pg_catalog.pg_inherits i
+                                       WHERE i.inhrelid = TG_RELID), TG_RELID::regclass);
+        v_moved boolean;
       BEGIN
-        INSERT INTO %2$s (audit_run_id, audit_action, %3$s) VALUES (globalcart.current_run_id(), 'DELETE', %4$s);
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %%s x WHERE %5$s)', v_shard) INTO v_moved USING OLD;
+        IF NOT v_moved THEN
+          INSERT INTO %2$s (audit_run_id, audit_action, %3$s) VALUES (globalcart.current_run_id(), 'DELETE', %4$s);
+        END IF;
         RETURN NULL;
       END;
-      $body$ $fn$, v_delete_function, v_audit, v_columns, v_old_values);
+      $body$ $fn$, v_delete_function, v_audit, v_columns, v_old_values, replace(v_key_match, '''', ''''''));
     EXECUTE format('DROP TRIGGER IF EXISTS audit_after_delete ON %s', v_table);
     EXECUTE format('CREATE TRIGGER audit_after_delete AFTER DELETE ON %s FOR EACH ROW EXECUTE FUNCTION globalcart.%I()',
                    v_table, v_delete_function);

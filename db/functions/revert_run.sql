@@ -32,6 +32,7 @@ CREATE OR REPLACE FUNCTION globalcart.revert_run(run_id bigint)
   SET search_path = pg_catalog, pg_temp
   SET jit = off
   SET lock_timeout = '10s'
+  SET client_min_messages = warning  -- (not the NOTICEs of its DROP TABLE IF EXISTS)
 AS $$
 DECLARE
   v_target globalcart.etl_runs;
@@ -50,6 +51,8 @@ DECLARE
   v_deleted bigint;
   v_restored bigint;
   v_reinserted bigint;
+  v_gone jsonb;  -- the keys a table's rows are deleted from
+  v_prev jsonb;  -- the versions written back
   v_total bigint := 0::bigint;
   v_summary jsonb;
 BEGIN
@@ -186,7 +189,11 @@ BEGIN
                      'ON CONFLICT DO NOTHING', 'gc_revert_keys_' || t.table_name);
     END IF;
   END LOOP;
-  ANALYZE globalcart.work_kpi_orders;
+  BEGIN
+    ANALYZE globalcart.work_kpi_orders;  -- (the planner joins it with the facts: its size)
+  EXCEPTION WHEN active_sql_transaction THEN
+    NULL;  -- Citus: this transaction read the facts its shards sit beside over several connections
+  END;
   PERFORM globalcart.kpi_order_contributions(-1);
 
   FOR t IN SELECT * FROM globalcart.history_tables() LOOP
@@ -198,22 +205,48 @@ BEGIN
        ORDER BY %3$s, a.audit_id
       $sql$, 'gc_revert_prev_' || t.table_name, t.audit_table, t.key_columns)
       USING v_target.run_id;
+    -- The keys to delete and the versions to write back go into each statement as a jsonb value
+    -- read as rows of the table's type (jsonb_populate_recordset): on Citus a statement that
+    -- changes a distributed or reference table may join it with such rows but not with a local
+    -- table, and one whose subquery reads a local table sends that result to every node holding a
+    -- placement — the coordinator too, where the owner may not log in.
+    EXECUTE format('SELECT jsonb_agg(to_jsonb(k)) FROM pg_temp.%1$I k WHERE NOT EXISTS (SELECT 1 FROM pg_temp.%2$I y WHERE %3$s)',
+                   'gc_revert_keys_' || t.table_name, 'gc_revert_prev_' || t.table_name,
+                   (SELECT string_agg(format('k.%1$s = y.%1$s', c), ' AND ')
+                      FROM unnest(string_to_array(t.key_columns, ', ')) AS c))
+      INTO v_gone;
+    EXECUTE format('SELECT jsonb_agg(to_jsonb(y)) FROM pg_temp.%I y', 'gc_revert_prev_' || t.table_name) INTO v_prev;
     EXECUTE format($sql$
-      DELETE FROM globalcart.%1$I x USING pg_temp.%3$I y
-       WHERE %4$s AND NOT EXISTS (SELECT 1 FROM pg_temp.%2$I y WHERE %4$s)
-      $sql$, t.table_name, 'gc_revert_prev_' || t.table_name, 'gc_revert_keys_' || t.table_name, t.key_join);
+      DELETE FROM globalcart.%1$I x USING jsonb_populate_recordset(NULL::globalcart.%1$I, $1) AS y
+       WHERE %2$s
+      $sql$, t.table_name, t.key_join)
+      USING v_gone;
     GET DIAGNOSTICS v_deleted = ROW_COUNT;
     EXECUTE format($sql$
-      UPDATE globalcart.%1$I x SET (%3$s) = (SELECT %4$s) FROM pg_temp.%2$I y
-       WHERE %5$s
-      $sql$, t.table_name, 'gc_revert_prev_' || t.table_name, t.columns,
-             (SELECT string_agg('y.' || c, ', ') FROM unnest(string_to_array(t.columns, ', ')) AS c), t.key_join);
+      UPDATE globalcart.%1$I x SET (%2$s) = (SELECT %3$s) FROM jsonb_populate_recordset(NULL::globalcart.%1$I, $1) AS y
+       WHERE %4$s
+      $sql$, t.table_name,
+             -- (not the key's columns, equal already: Citus refuses a SET of the distribution column)
+             (SELECT string_agg(c, ', ') FROM unnest(string_to_array(t.columns, ', ')) AS c
+               WHERE c <> ALL (string_to_array(t.key_columns, ', '))),
+             (SELECT string_agg('y.' || c, ', ') FROM unnest(string_to_array(t.columns, ', ')) AS c
+               WHERE c <> ALL (string_to_array(t.key_columns, ', '))),
+             t.key_join)
+      USING v_prev;
     GET DIAGNOSTICS v_restored = ROW_COUNT;
+    -- (the versions whose key is in no row now: the INSERT reads them from the temporary table,
+    -- which Citus sends to the shards through the coordinator)
     EXECUTE format($sql$
       INSERT INTO globalcart.%1$I (%3$s)
-      SELECT %4$s FROM pg_temp.%2$I y WHERE NOT EXISTS (SELECT 1 FROM globalcart.%1$I x WHERE %5$s)
+      SELECT %4$s FROM pg_temp.%2$I y
+       WHERE (%5$s) NOT IN (SELECT %6$s FROM globalcart.%1$I x
+                              JOIN jsonb_populate_recordset(NULL::globalcart.%1$I, $1) AS y ON %7$s)
       $sql$, t.table_name, 'gc_revert_prev_' || t.table_name, t.columns,
-             (SELECT string_agg('y.' || c, ', ') FROM unnest(string_to_array(t.columns, ', ')) AS c), t.key_join);
+             (SELECT string_agg('y.' || c, ', ') FROM unnest(string_to_array(t.columns, ', ')) AS c),
+             (SELECT string_agg('y.' || c, ', ') FROM unnest(string_to_array(t.key_columns, ', ')) AS c),
+             (SELECT string_agg('x.' || c, ', ') FROM unnest(string_to_array(t.key_columns, ', ')) AS c),
+             t.key_join)
+      USING v_prev;
     GET DIAGNOSTICS v_reinserted = ROW_COUNT;
     IF v_deleted + v_restored + v_reinserted > 0 THEN
       v_tables := v_tables || jsonb_build_object(t.table_name, jsonb_build_object(
