@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -109,6 +110,15 @@ def _count(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} is negative: give 0 or more")
     return value
+
+
+def _duration(text: str) -> timedelta:
+    from driver.oltp import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _share(text: str) -> float:
@@ -214,6 +224,8 @@ def cmd_health(args: argparse.Namespace) -> int:
         print(f"last ok run: {f'{_age(last_ok, now)} ago' if last_ok else 'none'}")
         if last_failed:
             print(f"last failed run: {_age(last_failed, now)} ago: {first.get('last_error')}")
+        for problem in dict.fromkeys(r["feed_problem"] for r in rows if r.get("feed_problem")):
+            print(f"CDC feed failing: {problem}")
         print("healthy" if not unhealthy else f"not healthy: {', '.join(unhealthy)}")
     return EXIT_UNHEALTHY if unhealthy else 0
 
@@ -286,6 +298,76 @@ def cmd_unschedule(args: argparse.Namespace) -> int:
     existed = unschedule(db.resolve_dsn(args.dsn))
     print("unscheduled: the refresh no longer runs by pg_cron" if existed else "nothing to unschedule")
     return 0
+
+
+def _source_dsn(dsn: str | None) -> str:
+    resolved = dsn or os.environ.get("SOURCE_DATABASE_URL")
+    if not resolved:
+        raise DriverError("no source database given: pass --dsn postgresql://user@host:port/shop (source commands) or "
+                          "--source-dsn (cdc attach), or set SOURCE_DATABASE_URL.", 2)  # fmt: skip
+    return resolved
+
+
+def cmd_source(args: argparse.Namespace) -> int:
+    from driver import oltp
+
+    dsn = _source_dsn(args.dsn)
+    with db.connect(dsn) as conn:
+        if args.action == "init":
+            tables = oltp.init_source(conn)
+            print(f"source ready: the shop schema and publication {oltp.PUBLICATION} ({tables} tables) in "
+                  f"{db.describe_target(dsn)}; attach a warehouse with globalcart cdc attach --source-dsn "
+                  "URL")  # fmt: skip
+            return 0
+        if args.rate <= 0:
+            raise DriverError("--rate must be more than 0 orders a second.", 2)
+        report = oltp.run_workload(conn, rate=args.rate, seconds=args.duration.total_seconds(), seed=args.seed,
+                                   bad_rows=args.bad_rows)  # fmt: skip
+    print(report.line())
+    return 0
+
+
+def cmd_cdc(args: argparse.Namespace) -> int:
+    from driver import cdc
+
+    with db.connect(db.resolve_dsn(args.dsn), autocommit=True) as conn:
+        if args.action == "attach":
+            report = cdc.attach(conn, _source_dsn(args.source_dsn))
+            print(f"attached: subscription {cdc.SUBSCRIPTION} (slot {report.slot} on the source) mirrors "
+                  f"{', '.join(report.tables)} (bronze tables) and stages every change; the source's rows "
+                  "are copied first. Refresh as usual (the follow mode keeps the facts seconds behind).")  # fmt: skip
+            return 0
+        if args.action == "detach":
+            report = cdc.detach(conn)
+            print(f"detached: subscription {cdc.SUBSCRIPTION} and the bronze tables dropped"
+                  + (f", slot {report.slot} dropped on the source" if report.slot_dropped else ""))  # fmt: skip
+            if report.slot_problem:
+                raise DriverError(report.slot_problem)
+            return 0
+        state = cdc.status(conn)
+    if not state.attached:
+        print("not attached: no CDC subscription in this warehouse (globalcart cdc attach --source-dsn URL)")
+        return EXIT_UNHEALTHY
+    if args.json:
+        print(json.dumps(state.__dict__, indent=2, default=str))
+    else:
+        rows = [
+            ["subscription", f"{cdc.SUBSCRIPTION} ({'enabled' if state.enabled else 'disabled'})"],
+            ["apply worker", "running" if state.worker_running else "not running"],
+            ["last message from the source", str(state.last_msg_at or "none")],
+            ["tables still in their initial copy", str(state.tables_syncing)],
+            ["errors (apply / initial copy)", f"{state.apply_errors} / {state.sync_errors}"],
+            ["slot on the source", f"{state.slot} ({'active' if state.slot_active else 'inactive'})"
+             if state.slot_active is not None else str(state.slot or "unknown")],
+            ["lag", "unknown" if state.lag_bytes is None else f"{state.lag_bytes:,} bytes, "
+             + ("unknown" if state.lag_seconds is None else f"{state.lag_seconds:.1f} s")],
+        ]  # fmt: skip
+        print(render_table(["feed", "state"], rows))
+        for problem in (state.problem, state.source_problem):
+            if problem:
+                print(f"failing: {problem}")
+        print("healthy" if state.healthy else "not healthy")
+    return 0 if state.healthy else EXIT_UNHEALTHY
 
 
 PROJECT_DIR = SQL_DIR.parent
@@ -498,6 +580,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--orders", type=_count, default=20_000, help="orders to seed when empty (default: 20000)")
     p.add_argument("--seed", type=int, default=360, help="random seed (default: 360)")
     p.set_defaults(func=cmd_demo)
+
+    p = commands.add_parser(
+        "source",
+        help="the OLTP source database: create its schema, or run an application workload on it",
+        description="The e-commerce application's own database, which feeds the warehouse through logical "
+        'replication (README "Feeding it from your OLTP database"). init: create the shop schema (customers, '
+        "products, orders, order_items, payments, shipments, returns; updated_at kept by triggers) and the "
+        "publication globalcart_cdc; idempotent; exit 3 when the server needs wal_level = logical. simulate: run the "
+        "application with Faker: orders placed, paid (some fail), shipped, delivered, completed, returned late, "
+        "cancelled, and abandoned ones deleted — each action its own transaction.",
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    for action, text in (("init", "create the shop schema and its publication"),
+                         ("simulate", "run the application workload against the source")):  # fmt: skip
+        a = actions.add_parser(action, help=text, description=text)
+        a.add_argument("--dsn", metavar="URL",
+                       help="the source database, e.g. postgresql://user@host:5432/shop "
+                       "(default: $SOURCE_DATABASE_URL)")  # fmt: skip
+        if action == "simulate":
+            a.add_argument("--rate", type=float, default=5.0, metavar="ORDERS_PER_S",
+                           help="orders placed a second, each with the moves of orders under way "
+                           "(default: 5)")  # fmt: skip
+            a.add_argument("--for", dest="duration", type=_duration, default=_duration("60s"), metavar="DURATION",
+                           help="how long: 90s, 5m, 1h (default: 60s)")  # fmt: skip
+            a.add_argument("--seed", type=int, help="random seed (default: a new one each time)")
+            a.add_argument("--bad-rows", type=_share, default=0.0,
+                           help="share of orders with a currency the warehouse does not know (default: 0)")  # fmt: skip
+        a.set_defaults(func=cmd_source)
+
+    p = commands.add_parser(
+        "cdc",
+        help="feed the warehouse from the OLTP source through logical replication (attach, status, detach)",
+        description="attach: mirror the source's published tables in schema bronze and subscribe to them; a trigger "
+        "on each bronze table stages every change (a delete as a tombstone) in the same transaction, exactly once. "
+        "status: the subscription, its apply worker, errors, the slot on the source and the lag (exit 4 when not "
+        "healthy). detach: drop the subscription, its slot on the source and the bronze schema. attach and detach "
+        "need a superuser of the warehouse's server (CREATE SUBSCRIPTION does).",
+    )
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+    for action, text in (("attach", "subscribe the warehouse to the source's publication"),
+                         ("status", "the feed's state and lag (exit 4 when not healthy)"),
+                         ("detach", "drop the subscription, its slot on the source, the bronze schema")):  # fmt: skip
+        a = actions.add_parser(action, help=text, description=text)
+        _add_dsn(a)
+        if action == "attach":
+            a.add_argument("--source-dsn", metavar="URL",
+                           help="the source database as the warehouse's server reaches it, e.g. "
+                           "postgresql://replicator@oltp:5432/shop (default: $SOURCE_DATABASE_URL)")  # fmt: skip
+        if action == "status":
+            a.add_argument("--json", action="store_true", help="print the state as JSON")
+        a.set_defaults(func=cmd_cdc)
 
     p = commands.add_parser("server", help="the local PostgreSQL that demo starts (start, stop, status)")
     p.add_argument("action", choices=["start", "stop", "status"])

@@ -32,20 +32,24 @@ WITH o AS (
    WHERE (%(f)s::timestamptz IS NULL OR f.order_ts >= %(f)s) AND (%(t)s::timestamptz IS NULL OR f.order_ts < %(t)s)
      AND (%(country)s::text IS NULL OR f.country_code = %(country)s)
      AND (%(channel)s::text IS NULL OR f.channel = %(channel)s)
+     AND f.deleted_at IS NULL  -- (a row deleted in its source counts nothing)
 )
 SELECT (SELECT count(*) FROM o WHERE live),
        (SELECT coalesce(sum(gross_amount * usd_rate), 0) FROM o WHERE live),
        (SELECT coalesce(sum(net_amount * usd_rate), 0) FROM o WHERE live),
-       (SELECT coalesce(sum(i.quantity), 0) FROM globalcart.fact_order_items i JOIN o USING (order_id) WHERE o.live),
+       (SELECT coalesce(sum(i.quantity), 0) FROM globalcart.fact_order_items i JOIN o USING (order_id)
+         WHERE o.live AND i.deleted_at IS NULL),
        (SELECT count(*) FROM o WHERE order_status = 'RETURNED'),
        (SELECT count(*) FROM o WHERE order_status IN ('DELIVERED', 'COMPLETED', 'RETURNED')),
        (SELECT coalesce(sum(r.refund_amount * o.usd_rate), 0) FROM globalcart.fact_returns r JOIN o USING (order_id)
-         WHERE r.return_status = 'REFUNDED'),
-       (SELECT count(*) FROM globalcart.fact_shipments s JOIN o USING (order_id) WHERE s.delivered_ts IS NOT NULL),
+         WHERE r.return_status = 'REFUNDED' AND r.deleted_at IS NULL),
        (SELECT count(*) FROM globalcart.fact_shipments s JOIN o USING (order_id)
-         WHERE s.delivered_ts IS NOT NULL AND s.sla_breached_flag),
-       (SELECT count(*) FROM globalcart.fact_payments p JOIN o USING (order_id)),
-       (SELECT count(*) FROM globalcart.fact_payments p JOIN o USING (order_id) WHERE p.payment_status = 'FAILED')
+         WHERE s.delivered_ts IS NOT NULL AND s.deleted_at IS NULL),
+       (SELECT count(*) FROM globalcart.fact_shipments s JOIN o USING (order_id)
+         WHERE s.delivered_ts IS NOT NULL AND s.sla_breached_flag AND s.deleted_at IS NULL),
+       (SELECT count(*) FROM globalcart.fact_payments p JOIN o USING (order_id) WHERE p.deleted_at IS NULL),
+       (SELECT count(*) FROM globalcart.fact_payments p JOIN o USING (order_id)
+         WHERE p.payment_status = 'FAILED' AND p.deleted_at IS NULL)
 """
 FUNNEL_SIDE = """
 WITH firsts AS (

@@ -68,8 +68,9 @@ BEGIN
     RETURNING 1
   ), winners AS (
     INSERT INTO globalcart.work_order_items
+           (order_item_id, order_id, product_id, quantity, unit_price, discount_amount, line_amount, updated_at, stg_id, ingested_at, deferrals, deleted)
     SELECT r.order_item_id, r.order_id, r.product_id, r.quantity, r.unit_price, r.discount_amount,
-           r.line_amount, r.updated_at, r.stg_id, r.ingested_at, r.deferrals
+           r.line_amount, r.updated_at, r.stg_id, r.ingested_at, r.deferrals, r.deleted
     FROM ranked r WHERE r.rn = 1
     RETURNING 1
   )
@@ -91,14 +92,15 @@ BEGIN
 
   WITH upserted AS (
     INSERT INTO globalcart.fact_order_items AS t
-           (order_item_id, order_id, product_id, quantity, unit_price, discount_amount, line_amount, updated_at, order_ts)
+           (order_item_id, order_id, product_id, quantity, unit_price, discount_amount, line_amount, updated_at, order_ts, deleted_at)
     SELECT w.order_item_id, w.order_id, w.product_id, w.quantity, w.unit_price, w.discount_amount,
-           w.line_amount, w.updated_at, w.order_ts
+           w.line_amount, w.updated_at, w.order_ts,
+           CASE WHEN w.deleted THEN w.updated_at END
     FROM globalcart.work_order_items w
     ON CONFLICT (order_id, order_item_id, order_ts) DO UPDATE
       SET product_id = EXCLUDED.product_id, quantity = EXCLUDED.quantity, unit_price = EXCLUDED.unit_price,
           discount_amount = EXCLUDED.discount_amount, line_amount = EXCLUDED.line_amount,
-          updated_at = EXCLUDED.updated_at
+          updated_at = EXCLUDED.updated_at, deleted_at = EXCLUDED.deleted_at
       WHERE EXCLUDED.updated_at > t.updated_at
     RETURNING t.updated_at
   )

@@ -4,13 +4,14 @@
 --      unknown order_status, unknown currency, negative amount) -> etl_rejects; keep the
 --      newest valid version per order_id;
 --   2. a newer version that would move a stored order backwards or out of CANCELLED ->
---      etl_rejects 'invalid_status_transition' (the stored row stays);
+--      etl_rejects 'invalid_status_transition' (the stored row stays) — except a tombstone (the
+--      order deleted in its source, migration 0009) and a version of a deleted order (re-inserted);
 --   3. inferred dim_customer members for unknown customers;
 --   4. the monthly partitions of the batch's order_ts (fact_orders and its children's tables);
 --   5. a newer version with another order_ts: the stored order moves to it, its children too
 --      (they carry its order_ts) — never a second row; an older one is stale;
 --   6. guarded upsert keyed (order_id, order_ts) (updated_at newer, transition allowed);
---      BEFORE UPDATE audits;
+--      BEFORE UPDATE audits; a tombstone sets deleted_at, any later version clears it;
 --   7. advance the 'orders' watermark.
 -- The winners stay in globalcart.work_orders for derive_returned_orders().
 CREATE OR REPLACE FUNCTION globalcart.apply_orders(p_run_id bigint, p_now timestamptz, p_latest_valid timestamptz)
@@ -84,9 +85,10 @@ BEGIN
     RETURNING 1
   ), winners AS (
     INSERT INTO globalcart.work_orders
+           (order_id, customer_id, order_ts, order_status, channel, country_code, currency, gross_amount, discount_amount, shipping_amount, net_amount, updated_at, stg_id, ingested_at, deleted)
     SELECT r.order_id, r.customer_id, r.order_ts, r.order_status, r.channel, r.country_code, r.currency,
            r.gross_amount, r.discount_amount, r.shipping_amount, r.net_amount, r.updated_at,
-           r.stg_id, r.ingested_at
+           r.stg_id, r.ingested_at, r.deleted
     FROM ranked r WHERE r.rn = 1
     RETURNING 1
   )
@@ -102,7 +104,8 @@ BEGIN
     DELETE FROM globalcart.work_orders w
     USING globalcart.fact_orders f
     WHERE f.order_id = w.order_id
-      AND ((w.updated_at > f.updated_at AND NOT globalcart.order_status_transition_allowed(f.order_status, w.order_status))
+      AND ((w.updated_at > f.updated_at AND NOT w.deleted AND f.deleted_at IS NULL
+            AND NOT globalcart.order_status_transition_allowed(f.order_status, w.order_status))
            OR (w.order_ts <> f.order_ts AND w.updated_at <= f.updated_at))
     RETURNING w.*, w.updated_at > f.updated_at AS backwards
   )
@@ -127,7 +130,7 @@ BEGIN
        SET customer_id = w.customer_id, order_ts = w.order_ts, order_status = w.order_status, channel = w.channel,
            country_code = w.country_code, currency = w.currency, gross_amount = w.gross_amount,
            discount_amount = w.discount_amount, shipping_amount = w.shipping_amount, net_amount = w.net_amount,
-           updated_at = w.updated_at
+           updated_at = w.updated_at, deleted_at = CASE WHEN w.deleted THEN w.updated_at END
       FROM globalcart.work_orders w
      WHERE t.order_id = w.order_id AND t.order_ts <> w.order_ts AND w.updated_at > t.updated_at
     RETURNING t.order_id, t.order_ts, t.updated_at
@@ -150,18 +153,20 @@ BEGIN
   WITH upserted AS (
     INSERT INTO globalcart.fact_orders AS t
            (order_id, customer_id, order_ts, order_status, channel, country_code, currency,
-            gross_amount, discount_amount, shipping_amount, net_amount, updated_at)
+            gross_amount, discount_amount, shipping_amount, net_amount, updated_at, deleted_at)
     SELECT w.order_id, w.customer_id, w.order_ts, w.order_status, w.channel, w.country_code, w.currency,
-           w.gross_amount, w.discount_amount, w.shipping_amount, w.net_amount, w.updated_at
+           w.gross_amount, w.discount_amount, w.shipping_amount, w.net_amount, w.updated_at,
+           CASE WHEN w.deleted THEN w.updated_at END
     FROM globalcart.work_orders w
     ON CONFLICT (order_id, order_ts) DO UPDATE
       SET customer_id = EXCLUDED.customer_id, order_ts = EXCLUDED.order_ts, order_status = EXCLUDED.order_status,
           channel = EXCLUDED.channel, country_code = EXCLUDED.country_code, currency = EXCLUDED.currency,
           gross_amount = EXCLUDED.gross_amount, discount_amount = EXCLUDED.discount_amount,
           shipping_amount = EXCLUDED.shipping_amount, net_amount = EXCLUDED.net_amount,
-          updated_at = EXCLUDED.updated_at
+          updated_at = EXCLUDED.updated_at, deleted_at = EXCLUDED.deleted_at
       WHERE EXCLUDED.updated_at > t.updated_at
-        AND globalcart.order_status_transition_allowed(t.order_status, EXCLUDED.order_status)
+        AND (EXCLUDED.deleted_at IS NOT NULL OR t.deleted_at IS NOT NULL  -- (a delete, a re-insert: any status)
+             OR globalcart.order_status_transition_allowed(t.order_status, EXCLUDED.order_status))
     RETURNING t.updated_at
   )
   SELECT count(*), max(u.updated_at) INTO v_changed, v_applied_max FROM upserted u;

@@ -64,8 +64,9 @@ BEGIN
     RETURNING 1
   ), winners AS (
     INSERT INTO globalcart.work_payments
+           (payment_id, order_id, payment_ts, payment_method, payment_status, amount, currency, updated_at, stg_id, ingested_at, deferrals, deleted)
     SELECT r.payment_id, r.order_id, r.payment_ts, r.payment_method, r.payment_status, r.amount,
-           r.currency, r.updated_at, r.stg_id, r.ingested_at, r.deferrals
+           r.currency, r.updated_at, r.stg_id, r.ingested_at, r.deferrals, r.deleted
     FROM ranked r WHERE r.rn = 1
     RETURNING 1
   )
@@ -85,14 +86,15 @@ BEGIN
 
   WITH upserted AS (
     INSERT INTO globalcart.fact_payments AS t
-           (payment_id, order_id, payment_ts, payment_method, payment_status, amount, currency, updated_at, order_ts)
+           (payment_id, order_id, payment_ts, payment_method, payment_status, amount, currency, updated_at, order_ts, deleted_at)
     SELECT w.payment_id, w.order_id, w.payment_ts, w.payment_method, w.payment_status, w.amount,
-           w.currency, w.updated_at, w.order_ts
+           w.currency, w.updated_at, w.order_ts,
+           CASE WHEN w.deleted THEN w.updated_at END
     FROM globalcart.work_payments w
     ON CONFLICT (order_id, payment_id, order_ts) DO UPDATE
       SET payment_ts = EXCLUDED.payment_ts, payment_method = EXCLUDED.payment_method,
           payment_status = EXCLUDED.payment_status, amount = EXCLUDED.amount,
-          currency = EXCLUDED.currency, updated_at = EXCLUDED.updated_at
+          currency = EXCLUDED.currency, updated_at = EXCLUDED.updated_at, deleted_at = EXCLUDED.deleted_at
       WHERE EXCLUDED.updated_at > t.updated_at
     RETURNING t.updated_at
   )

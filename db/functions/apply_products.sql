@@ -49,8 +49,9 @@ BEGIN
     RETURNING 1
   ), winners AS (
     INSERT INTO globalcart.work_products
+           (product_id, sku, product_name, category, list_price_usd, updated_at, stg_id, ingested_at, deleted)
     SELECT r.product_id, r.sku, r.product_name, r.category, r.list_price_usd, r.updated_at,
-           r.stg_id, r.ingested_at
+           r.stg_id, r.ingested_at, r.deleted
     FROM ranked r WHERE r.rn = 1
     RETURNING 1
   )
@@ -61,12 +62,13 @@ BEGIN
 
   WITH upserted AS (
     INSERT INTO globalcart.dim_product AS t
-           (product_id, sku, product_name, category, list_price_usd, updated_at, is_inferred)
-    SELECT w.product_id, w.sku, w.product_name, w.category, w.list_price_usd, w.updated_at, false
+           (product_id, sku, product_name, category, list_price_usd, updated_at, is_inferred, deleted_at)
+    SELECT w.product_id, w.sku, w.product_name, w.category, w.list_price_usd, w.updated_at, false,
+           CASE WHEN w.deleted THEN w.updated_at END
     FROM globalcart.work_products w
     ON CONFLICT (product_id) DO UPDATE
       SET sku = EXCLUDED.sku, product_name = EXCLUDED.product_name, category = EXCLUDED.category,
-          list_price_usd = EXCLUDED.list_price_usd, updated_at = EXCLUDED.updated_at, is_inferred = false
+          list_price_usd = EXCLUDED.list_price_usd, updated_at = EXCLUDED.updated_at, deleted_at = EXCLUDED.deleted_at, is_inferred = false
       WHERE EXCLUDED.updated_at > t.updated_at OR t.is_inferred
     RETURNING (t.xmax = 0) AS inserted, t.updated_at
   )

@@ -63,8 +63,9 @@ BEGIN
     RETURNING 1
   ), winners AS (
     INSERT INTO globalcart.work_returns
+           (return_id, order_id, order_item_id, return_ts, reason, refund_amount, return_status, updated_at, stg_id, ingested_at, deferrals, deleted)
     SELECT r.return_id, r.order_id, r.order_item_id, r.return_ts, r.reason, r.refund_amount,
-           r.return_status, r.updated_at, r.stg_id, r.ingested_at, r.deferrals
+           r.return_status, r.updated_at, r.stg_id, r.ingested_at, r.deferrals, r.deleted
     FROM ranked r WHERE r.rn = 1
     RETURNING 1
   )
@@ -84,14 +85,15 @@ BEGIN
 
   WITH upserted AS (
     INSERT INTO globalcart.fact_returns AS t
-           (return_id, order_id, order_item_id, return_ts, reason, refund_amount, return_status, updated_at, order_ts)
+           (return_id, order_id, order_item_id, return_ts, reason, refund_amount, return_status, updated_at, order_ts, deleted_at)
     SELECT w.return_id, w.order_id, w.order_item_id, w.return_ts, w.reason, w.refund_amount,
-           w.return_status, w.updated_at, w.order_ts
+           w.return_status, w.updated_at, w.order_ts,
+           CASE WHEN w.deleted THEN w.updated_at END
     FROM globalcart.work_returns w
     ON CONFLICT (order_id, return_id, order_ts) DO UPDATE
       SET order_item_id = EXCLUDED.order_item_id, return_ts = EXCLUDED.return_ts, reason = EXCLUDED.reason,
           refund_amount = EXCLUDED.refund_amount, return_status = EXCLUDED.return_status,
-          updated_at = EXCLUDED.updated_at
+          updated_at = EXCLUDED.updated_at, deleted_at = EXCLUDED.deleted_at
       WHERE EXCLUDED.updated_at > t.updated_at
     RETURNING t.updated_at
   )

@@ -63,8 +63,9 @@ BEGIN
     RETURNING 1
   ), winners AS (
     INSERT INTO globalcart.work_shipments
+           (shipment_id, order_id, carrier, shipped_ts, promised_ts, delivered_ts, shipment_status, sla_breached_flag, updated_at, stg_id, ingested_at, deferrals, deleted)
     SELECT r.shipment_id, r.order_id, r.carrier, r.shipped_ts, r.promised_ts, r.delivered_ts,
-           r.shipment_status, r.sla_breached_flag, r.updated_at, r.stg_id, r.ingested_at, r.deferrals
+           r.shipment_status, r.sla_breached_flag, r.updated_at, r.stg_id, r.ingested_at, r.deferrals, r.deleted
     FROM ranked r WHERE r.rn = 1
     RETURNING 1
   )
@@ -84,14 +85,15 @@ BEGIN
 
   WITH upserted AS (
     INSERT INTO globalcart.fact_shipments AS t
-           (shipment_id, order_id, carrier, shipped_ts, promised_ts, delivered_ts, shipment_status, updated_at, order_ts)
+           (shipment_id, order_id, carrier, shipped_ts, promised_ts, delivered_ts, shipment_status, updated_at, order_ts, deleted_at)
     SELECT w.shipment_id, w.order_id, w.carrier, w.shipped_ts, w.promised_ts, w.delivered_ts,
-           w.shipment_status, w.updated_at, w.order_ts
+           w.shipment_status, w.updated_at, w.order_ts,
+           CASE WHEN w.deleted THEN w.updated_at END
     FROM globalcart.work_shipments w
     ON CONFLICT (order_id, shipment_id, order_ts) DO UPDATE
       SET carrier = EXCLUDED.carrier, shipped_ts = EXCLUDED.shipped_ts, promised_ts = EXCLUDED.promised_ts,
           delivered_ts = EXCLUDED.delivered_ts, shipment_status = EXCLUDED.shipment_status,
-          updated_at = EXCLUDED.updated_at
+          updated_at = EXCLUDED.updated_at, deleted_at = EXCLUDED.deleted_at
       WHERE EXCLUDED.updated_at > t.updated_at
     RETURNING t.updated_at
   )

@@ -21,14 +21,15 @@ BEGIN
          updated_at = greatest(o.updated_at, r.last_return_update)
     FROM (SELECT t.order_id, t.order_ts,
                  (SELECT max(fr.updated_at) FROM globalcart.fact_returns fr
-                   WHERE fr.order_id = t.order_id AND fr.order_ts = t.order_ts AND fr.return_status <> 'REJECTED')
+                   WHERE fr.order_id = t.order_id AND fr.order_ts = t.order_ts AND fr.return_status <> 'REJECTED'
+                     AND fr.deleted_at IS NULL)
                    AS last_return_update
             FROM (SELECT w.order_id, w.order_ts FROM globalcart.work_orders w
                   UNION
                   SELECT w.order_id, w.order_ts FROM globalcart.work_returns w) AS t) AS r
    WHERE o.order_id = r.order_id AND o.order_ts = r.order_ts
      AND r.last_return_update IS NOT NULL
-     AND o.order_status IN ('DELIVERED', 'COMPLETED');
+     AND o.order_status IN ('DELIVERED', 'COMPLETED') AND o.deleted_at IS NULL;
   GET DIAGNOSTICS v_returned = ROW_COUNT;
   RETURN v_returned;
 END;

@@ -30,16 +30,20 @@ BEGIN
          p_sign * coalesce(p.payments, 0),
          p_sign * coalesce(p.failed, 0)
     FROM globalcart.work_kpi_orders t
-    JOIN globalcart.fact_orders o ON o.order_id = t.order_id
+    JOIN globalcart.fact_orders o ON o.order_id = t.order_id AND o.deleted_at IS NULL  -- (deleted rows count nothing)
     LEFT JOIN LATERAL (SELECT sum(fi.quantity) AS units
-                         FROM globalcart.fact_order_items fi WHERE fi.order_id = o.order_id AND fi.order_ts = o.order_ts) AS i ON true
+                         FROM globalcart.fact_order_items fi WHERE fi.order_id = o.order_id AND fi.order_ts = o.order_ts
+                                                                     AND fi.deleted_at IS NULL) AS i ON true
     LEFT JOIN LATERAL (SELECT sum(fr.refund_amount) FILTER (WHERE fr.return_status = 'REFUNDED') AS refund_amount
-                         FROM globalcart.fact_returns fr WHERE fr.order_id = o.order_id AND fr.order_ts = o.order_ts) AS r ON true
+                         FROM globalcart.fact_returns fr WHERE fr.order_id = o.order_id AND fr.order_ts = o.order_ts
+                                                                AND fr.deleted_at IS NULL) AS r ON true
     LEFT JOIN LATERAL (SELECT count(*) FILTER (WHERE fs.delivered_ts IS NOT NULL) AS delivered,
                               count(*) FILTER (WHERE fs.delivered_ts IS NOT NULL AND fs.sla_breached_flag) AS breached
-                         FROM globalcart.fact_shipments fs WHERE fs.order_id = o.order_id AND fs.order_ts = o.order_ts) AS s ON true
+                         FROM globalcart.fact_shipments fs WHERE fs.order_id = o.order_id AND fs.order_ts = o.order_ts
+                                                                  AND fs.deleted_at IS NULL) AS s ON true
     LEFT JOIN LATERAL (SELECT count(*) AS payments, count(*) FILTER (WHERE fp.payment_status = 'FAILED') AS failed
-                         FROM globalcart.fact_payments fp WHERE fp.order_id = o.order_id AND fp.order_ts = o.order_ts) AS p ON true;
+                         FROM globalcart.fact_payments fp WHERE fp.order_id = o.order_id AND fp.order_ts = o.order_ts
+                                                                 AND fp.deleted_at IS NULL) AS p ON true;
 END;
 $$;
 COMMENT ON FUNCTION globalcart.kpi_order_contributions(integer) IS

@@ -114,15 +114,18 @@ BEGIN
                 FROM globalcart.fact_orders fo
                 JOIN globalcart.dim_currency c ON c.currency_code = fo.currency
                 LEFT JOIN LATERAL (SELECT sum(fi.quantity) AS units FROM globalcart.fact_order_items fi
-                                    WHERE fi.order_id = fo.order_id AND fi.order_ts = fo.order_ts) AS i ON true
+                                    WHERE fi.order_id = fo.order_id AND fi.order_ts = fo.order_ts AND fi.deleted_at IS NULL) AS i ON true
                 LEFT JOIN LATERAL (SELECT sum(fr.refund_amount) AS refund_amount FROM globalcart.fact_returns fr
-                                    WHERE fr.order_id = fo.order_id AND fr.order_ts = fo.order_ts AND fr.return_status = 'REFUNDED') AS r ON true
+                                    WHERE fr.order_id = fo.order_id AND fr.order_ts = fo.order_ts AND fr.return_status = 'REFUNDED'
+                                      AND fr.deleted_at IS NULL) AS r ON true
                 LEFT JOIN LATERAL (SELECT count(*) AS shipped, count(*) FILTER (WHERE fs.sla_breached_flag) AS breached
                                      FROM globalcart.fact_shipments fs
-                                    WHERE fs.order_id = fo.order_id AND fs.order_ts = fo.order_ts AND fs.delivered_ts IS NOT NULL) AS s ON true
+                                    WHERE fs.order_id = fo.order_id AND fs.order_ts = fo.order_ts AND fs.delivered_ts IS NOT NULL
+                                      AND fs.deleted_at IS NULL) AS s ON true
                 LEFT JOIN LATERAL (SELECT count(*) AS payments, count(*) FILTER (WHERE fp.payment_status = 'FAILED') AS failed
-                                     FROM globalcart.fact_payments fp WHERE fp.order_id = fo.order_id AND fp.order_ts = fo.order_ts) AS p ON true
-               WHERE fo.order_ts >= lower(v_edge) AND fo.order_ts < upper(v_edge)
+                                     FROM globalcart.fact_payments fp WHERE fp.order_id = fo.order_id AND fp.order_ts = fo.order_ts
+                                      AND fp.deleted_at IS NULL) AS p ON true
+               WHERE fo.order_ts >= lower(v_edge) AND fo.order_ts < upper(v_edge) AND fo.deleted_at IS NULL
                  AND (v_country IS NULL OR fo.country_code = v_country)
                  AND (v_channel IS NULL OR fo.channel = v_channel)) AS x;
       SELECT o.orders + e.orders AS orders, o.gross + e.gross AS gross, o.net + e.net AS net,

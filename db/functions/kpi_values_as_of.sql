@@ -38,19 +38,20 @@ BEGIN
                  c.usd_rate, i.units, r.refund_amount, s.shipped, s.breached, p.payments, p.failed
             FROM globalcart.fact_orders_as_of(kpi_values_as_of.at) fo
             JOIN globalcart.dim_currency_as_of(kpi_values_as_of.at) c ON c.currency_code = fo.currency
+                                                                   AND fo.deleted_at IS NULL
             LEFT JOIN (SELECT fi.order_id, sum(fi.quantity) AS units
-                         FROM globalcart.fact_order_items_as_of(kpi_values_as_of.at) fi
+                         FROM globalcart.fact_order_items_as_of(kpi_values_as_of.at) fi WHERE fi.deleted_at IS NULL
                         GROUP BY fi.order_id) AS i ON i.order_id = fo.order_id
             LEFT JOIN (SELECT fr.order_id, sum(fr.refund_amount) AS refund_amount
                          FROM globalcart.fact_returns_as_of(kpi_values_as_of.at) fr
-                        WHERE fr.return_status = 'REFUNDED'
+                        WHERE fr.return_status = 'REFUNDED' AND fr.deleted_at IS NULL
                         GROUP BY fr.order_id) AS r ON r.order_id = fo.order_id
             LEFT JOIN (SELECT fs.order_id, count(*) AS shipped, count(*) FILTER (WHERE fs.sla_breached_flag) AS breached
                          FROM globalcart.fact_shipments_as_of(kpi_values_as_of.at) fs
-                        WHERE fs.delivered_ts IS NOT NULL
+                        WHERE fs.delivered_ts IS NOT NULL AND fs.deleted_at IS NULL
                         GROUP BY fs.order_id) AS s ON s.order_id = fo.order_id
             LEFT JOIN (SELECT fp.order_id, count(*) AS payments, count(*) FILTER (WHERE fp.payment_status = 'FAILED') AS failed
-                         FROM globalcart.fact_payments_as_of(kpi_values_as_of.at) fp
+                         FROM globalcart.fact_payments_as_of(kpi_values_as_of.at) fp WHERE fp.deleted_at IS NULL
                         GROUP BY fp.order_id) AS p ON p.order_id = fo.order_id) AS x;
 
   -- sessions: each one's first event (its channel), flags and greatest cart value, as in

@@ -5,7 +5,7 @@
 CREATE OR REPLACE FUNCTION globalcart.pipeline_health_rows()
   RETURNS TABLE (source_name text, staged_rows bigint, deferred_rows bigint, oldest_staged_at timestamptz,
                  watermark_ts timestamptz, last_ok_run_at timestamptz, last_failed_run_at timestamptz,
-                 last_error text, rejected_24h bigint, status text)
+                 last_error text, rejected_24h bigint, status text, fed_by text, feed_problem text)
   LANGUAGE sql STABLE
   SECURITY DEFINER
   SET search_path = pg_catalog, pg_temp
@@ -31,11 +31,16 @@ AS $$
          l.last_error,
          (SELECT count(*) FROM globalcart.etl_rejects j
            WHERE j.source_name = s.source_name AND j.rejected_at > now() - interval '24 hours') AS rejected_24h,
-         CASE WHEN l.status = 'failed' THEN 'failing'
+         CASE WHEN l.status = 'failed' OR c.problem IS NOT NULL THEN 'failing'
               WHEN s.oldest_staged_at < now() - l.freshness_alert THEN 'lagging'
-              ELSE 'ok' END AS status
+              ELSE 'ok' END AS status,
+         c.subscription AS fed_by,
+         c.problem AS feed_problem
     FROM globalcart.staged_rows() WITH ORDINALITY AS s
     CROSS JOIN latest l
+    -- a source the CDC feed stages into (it has a bronze table) fails with the feed
+    LEFT JOIN globalcart.cdc_feed() AS c
+           ON EXISTS (SELECT 1 FROM globalcart.etl_cdc_tables b WHERE b.source_name = s.source_name)
     LEFT JOIN globalcart.etl_watermarks w ON w.source_name = s.source_name
    ORDER BY s.ordinality
 $$;

@@ -35,15 +35,16 @@ BEGIN
          coalesce(sum(p.failed), 0)
     FROM globalcart.fact_orders o
     LEFT JOIN (SELECT fi.order_id, sum(fi.quantity) AS units
-                 FROM globalcart.fact_order_items fi GROUP BY fi.order_id) AS i ON i.order_id = o.order_id
+                 FROM globalcart.fact_order_items fi WHERE fi.deleted_at IS NULL GROUP BY fi.order_id) AS i ON i.order_id = o.order_id
     LEFT JOIN (SELECT fr.order_id, sum(fr.refund_amount) AS refund_amount
-                 FROM globalcart.fact_returns fr WHERE fr.return_status = 'REFUNDED'
+                 FROM globalcart.fact_returns fr WHERE fr.return_status = 'REFUNDED' AND fr.deleted_at IS NULL
                 GROUP BY fr.order_id) AS r ON r.order_id = o.order_id
     LEFT JOIN (SELECT fs.order_id, count(*) AS delivered, count(*) FILTER (WHERE fs.sla_breached_flag) AS breached
-                 FROM globalcart.fact_shipments fs WHERE fs.delivered_ts IS NOT NULL
+                 FROM globalcart.fact_shipments fs WHERE fs.delivered_ts IS NOT NULL AND fs.deleted_at IS NULL
                 GROUP BY fs.order_id) AS s ON s.order_id = o.order_id
     LEFT JOIN (SELECT fp.order_id, count(*) AS payments, count(*) FILTER (WHERE fp.payment_status = 'FAILED') AS failed
-                 FROM globalcart.fact_payments fp GROUP BY fp.order_id) AS p ON p.order_id = o.order_id
+                 FROM globalcart.fact_payments fp WHERE fp.deleted_at IS NULL GROUP BY fp.order_id) AS p ON p.order_id = o.order_id
+   WHERE o.deleted_at IS NULL  -- (deleted rows count nothing)
    GROUP BY 1, 2, 3, 4;
   GET DIAGNOSTICS order_buckets = ROW_COUNT;
 

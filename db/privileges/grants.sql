@@ -6,8 +6,9 @@
 -- GRANT globalcart_reader TO alice (or `globalcart grant alice --role reader`).
 --
 -- Every group role: USAGE on the schema, SELECT on the registry of sources (etl_sources).
---   globalcart_loader     INSERT on the business columns of every stg_* table (COPY with
---                         the business column list works, naming a bookkeeping column does not);
+--   globalcart_loader     INSERT on the business columns of every stg_* table and on `deleted`
+--                         (a tombstone, migration 0009) (COPY with the business column list
+--                         works, naming another bookkeeping column does not);
 --                         SELECT on etl_watermarks
 --   globalcart_refresher  run_incremental_refresh(), drain_staging(), refresh_for(),
 --                         snapshot_kpis(), purge_history(), rebuild_kpi_summaries();
@@ -54,6 +55,9 @@ BEGIN
                                     AND f.attname = a.attname AND f.attnum > 0 AND NOT f.attisdropped
      WHERE a.attrelid = format('globalcart.%I', v_source.staging_table)::regclass
        AND a.attnum > 0 AND NOT a.attisdropped;
+    IF v_source.deletes THEN  -- and the tombstone's flag (migration 0009): a producer may send a delete
+      v_columns := v_columns || ', deleted';
+    END IF;
     EXECUTE format('GRANT INSERT (%s) ON globalcart.%I TO globalcart_loader', v_columns, v_source.staging_table);
   END LOOP;
   GRANT SELECT ON globalcart.etl_watermarks TO globalcart_loader;
@@ -73,6 +77,7 @@ BEGIN
   -- health: refreshers and readers
   GRANT SELECT ON globalcart.pipeline_health TO globalcart_refresher, globalcart_reader;
   GRANT EXECUTE ON FUNCTION globalcart.pipeline_health_rows() TO globalcart_refresher, globalcart_reader;
+  GRANT EXECUTE ON FUNCTION globalcart.cdc_feed() TO globalcart_refresher, globalcart_reader;
 
   -- reader: dimensions, facts, snapshots, the KPI functions
   FOR v_name IN
