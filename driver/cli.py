@@ -403,6 +403,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise DriverError("--small must be smaller than --large.", 2)
     if args.rounds < 1:
         raise DriverError("--rounds must be at least 1.", 2)
+    if args.cdc:
+        from driver.bench_cdc import run_cdc_bench
+
+        if args.freshness_seconds < 1 or args.cdc_rate <= 0:
+            raise DriverError("--cdc needs --freshness-seconds of 1 or more and a --cdc-rate above 0.", 2)
+        print(run_cdc_bench(args.freshness_seconds, args.cdc_rate, args.cdc_warmup, args.seed).table())
+        return 0
     if args.citus:
         from driver.bench_citus import run_citus_bench
 
@@ -579,6 +586,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dsn(p)
     p.add_argument("--orders", type=_count, default=20_000, help="orders to seed when empty (default: 20000)")
     p.add_argument("--seed", type=int, default=360, help="random seed (default: 360)")
+    p.add_argument("--cdc", action="store_true",
+                   help="fed by an OLTP database instead: a shop database beside the warehouse, its workload, "
+                   "logical replication into the warehouse (cdc attach), deletes included; needs wal_level = "
+                   "logical (the project's own server has it)")  # fmt: skip
     p.set_defaults(func=cmd_demo)
 
     p = commands.add_parser(
@@ -663,6 +674,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--citus", action="store_true",
                    help="instead: the same deltas on one server and on a Citus coordinator with two workers started "
                    "here (Citus must be installed; see README \"Scale out on Citus\")")  # fmt: skip
+    p.add_argument("--cdc", action="store_true",
+                   help="instead: freshness through the CDC feed — a shop database and a warehouse attached to it on "
+                   "a server started here, the follow loop refreshing, the shop's workload for --freshness-seconds; "
+                   "prints p50 / p95 / max of source commit -> fact visible")  # fmt: skip
+    p.add_argument("--cdc-rate", type=float, default=20.0, metavar="N",
+                   help="with --cdc: orders a second the shop places, each moved on in transactions of its own "
+                   "(default: 20)")  # fmt: skip
+    p.add_argument("--cdc-warmup", type=float, default=20.0, metavar="S",
+                   help="with --cdc: seconds of workload before the timed run (default: 20)")  # fmt: skip
     p.set_defaults(func=cmd_bench)
     return parser
 

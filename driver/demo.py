@@ -2,15 +2,26 @@
 
 migrate -> seed (when the warehouse is empty) -> snapshot 'before' -> simulate a delta ->
 refresh -> snapshot 'after' -> the before/after table. Without --dsn or DATABASE_URL it
-starts the project's own PostgreSQL (pg_cron preloaded, data under the project, a free port)
-and leaves it running so that psql can look around afterwards.
+starts the project's own PostgreSQL (pg_cron preloaded, wal_level = logical, data under the
+project, a free port) and leaves it running so that psql can look around afterwards.
+
+``demo --cdc``: the same walk-through fed by an OLTP database through logical replication
+(README "Feeding it from your OLTP database"): a shop database beside the warehouse on the same
+server (``<warehouse>_shop``; on the project's server the warehouse is ``globalcart_cdc``, apart
+from the simulator's ``globalcart``, whose keys would collide with the shop's), source init, the
+shop's workload, cdc attach, refresh, snapshot 'before', more workload — deletes included —,
+refresh, snapshot 'after', the comparison and the feed's status.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import time
 from datetime import UTC, datetime, timedelta
+
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from driver import db, output
 from driver.deltas import stage_window
@@ -22,6 +33,8 @@ from driver.seed import seed_history
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    if args.cdc:
+        return run_cdc_demo(args)
     dsn = args.dsn or os.environ.get("DATABASE_URL")
     if dsn is None:
         server, started = start_local_server(SQL_DIR.parent)
@@ -84,4 +97,107 @@ def run_demo(args: argparse.Namespace) -> int:
         print("== KPIs before and after (globalcart.compare_kpis; psql: \\i db/reports/before_after_kpis.sql)")
         rows = conn.execute("SELECT * FROM globalcart.compare_kpis('before', 'after')").fetchall()
         print(output.format_comparison(rows, "before", "after"))
+    return 0
+
+
+def _caught_up(source_dsn: str, warehouse_dsn: str, timeout: float = 60) -> None:
+    """Wait until each bronze table has what its source table has (rows and newest updated_at)."""
+    from driver import oltp
+
+    query = " UNION ALL ".join(f"SELECT '{t}', count(*), max(updated_at) FROM shop.{t}" for t in oltp.TABLES)
+    deadline = time.monotonic() + timeout
+    with db.connect(source_dsn, autocommit=True) as source, db.connect(warehouse_dsn, autocommit=True) as warehouse:
+        while source.execute(query).fetchall() != warehouse.execute(query).fetchall():
+            if time.monotonic() > deadline:
+                raise DriverError(f"the warehouse did not catch up with the shop within {timeout:.0f} s: see "
+                                  "globalcart cdc status.")  # fmt: skip
+            time.sleep(0.2)
+
+
+def _drain(conn) -> None:
+    """Refresh until staging holds nothing a call can apply now, printing each call that did work."""
+    sources = [s.name for s in db.sources(conn)]
+    while True:
+        summary = db.run_refresh(conn)
+        totals = summary.get("totals", {})
+        if not totals.get("claimed") or totals["claimed"] == totals.get("deferred"):
+            return
+        print(output.format_summary(summary, sources))
+
+
+def run_cdc_demo(args: argparse.Namespace) -> int:
+    from driver import cdc, oltp
+
+    dsn = args.dsn or os.environ.get("DATABASE_URL")
+    if dsn is None:
+        server, started = start_local_server(SQL_DIR.parent)
+        with db.connect(server.dsn("postgres"), autocommit=True) as admin:
+            if admin.execute("SHOW wal_level").fetchone()[0] != "logical":  # started by an older driver
+                server.stop()
+                server, started = start_local_server(SQL_DIR.parent)
+        warehouse_db, source_db = "globalcart_cdc", "globalcart_cdc_shop"
+        dsn, source_dsn = server.dsn(warehouse_db), server.dsn(source_db)
+        subscriber_dsn = server.socket_dsn(source_db)  # (the apply worker cannot read the passfile)
+        admin_dsn = server.dsn("postgres")
+        print(f"== PostgreSQL {'started' if started else 'running'} with pg_cron and wal_level = logical")
+        print(f"   warehouse: psql '{dsn}'")
+        print(f"   shop (the OLTP source): psql '{source_dsn}'")
+        print("   stop it with: python -m driver server stop")
+    else:
+        warehouse_db = conninfo_to_dict(dsn).get("dbname") or "postgres"
+        source_db = f"{warehouse_db}_shop"
+        source_dsn = subscriber_dsn = make_conninfo(dsn, dbname=source_db)
+        admin_dsn = make_conninfo(dsn, dbname="postgres")
+    with db.connect(admin_dsn, autocommit=True) as admin:
+        if admin.execute("SHOW wal_level").fetchone()[0] != "logical":
+            raise DriverError("this server has wal_level = replica: the CDC demo needs wal_level = logical (ALTER "
+                              "SYSTEM SET wal_level = logical, then restart it).")  # fmt: skip
+        for name in (warehouse_db, source_db):
+            if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    print(f"== source init: the shop's tables and publication in {source_db}")
+    with db.connect(source_dsn) as source:
+        oltp.init_source(source)
+        fresh = source.execute("SELECT NOT EXISTS (SELECT 1 FROM shop.orders)").fetchone()[0]
+        source.commit()
+        if fresh:
+            print("== source simulate: the shop's first 15 seconds, 20 orders a second")
+            print("   " + oltp.run_workload(source, rate=20, seconds=15, seed=args.seed).line())
+    with db.connect(dsn, autocommit=True) as conn:
+        print("== migrate the warehouse")
+        migrate(conn, with_cron=False)
+        if cdc.status(conn).attached:
+            print("== cdc attach: attached already")
+        else:
+            print("== cdc attach: the warehouse subscribes to the shop (its rows are copied first)")
+            report = cdc.attach(conn, subscriber_dsn)
+            print(f"   mirrors {', '.join(report.tables)}; slot {report.slot} on the source")
+    _caught_up(source_dsn, dsn)
+    with db.connect(dsn) as conn:
+        print("== SELECT globalcart.run_incremental_refresh() (until staging is drained)")
+        _drain(conn)
+        conn.execute("SELECT globalcart.snapshot_kpis('before')")
+        conn.commit()
+        print("== SELECT globalcart.snapshot_kpis('before')")
+    print("== source simulate: 10 more seconds of the shop (orders move on; abandoned ones are deleted)")
+    with db.connect(source_dsn) as source:
+        print("   " + oltp.run_workload(source, rate=20, seconds=10, seed=args.seed + int(time.time()) % 1000).line())
+    _caught_up(source_dsn, dsn)
+    with db.connect(dsn) as conn:
+        print("== SELECT globalcart.run_incremental_refresh()")
+        _drain(conn)
+        deleted = conn.execute("SELECT count(*) FROM globalcart.fact_orders WHERE deleted_at IS NOT NULL").fetchone()[0]
+        print(f"   orders deleted in the shop, marked deleted_at here (the KPIs leave them out): {deleted:,}")
+        conn.execute("SELECT globalcart.snapshot_kpis('after')")
+        conn.commit()
+        print("== KPIs before and after (globalcart.compare_kpis)")
+        rows = conn.execute("SELECT * FROM globalcart.compare_kpis('before', 'after')").fetchall()
+        print(output.format_comparison(rows, "before", "after"))
+    with db.connect(dsn, autocommit=True) as conn:
+        state = cdc.status(conn)
+    print(f"== cdc status: {'healthy' if state.healthy else 'not healthy'}; lag "
+          f"{'unknown' if state.lag_bytes is None else f'{state.lag_bytes:,} bytes'}")  # fmt: skip
+    print("   keep it running: globalcart schedule --follow --dsn <warehouse>, and globalcart source simulate "
+          "--dsn <shop> --for 10m")  # fmt: skip
     return 0

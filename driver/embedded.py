@@ -283,6 +283,11 @@ class LocalServer:
     def dsn(self, dbname: str = LOCAL_DATABASE) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}?passfile={self.passfile}"
 
+    def socket_dsn(self, dbname: str) -> str:
+        """Through the private socket (trusted there): how the server's own processes — a
+        subscription's apply worker, which cannot read the passfile — connect to it."""
+        return f"host={self.socket_dir} port={self.port} user=postgres dbname={dbname}"
+
     def pg_ctl(self, *args: str, check: bool = False) -> subprocess.CompletedProcess:
         """pg_ctl ARGS, as the server's OS user when we are root (runuser; no script of ours)."""
         argv = [str(self.pg_bin / "pg_ctl"), *args]
@@ -378,7 +383,9 @@ def start_local_server(project_dir: Path) -> tuple[LocalServer, bool]:
         pass
     options = (
         f"-p {server.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='{server.socket_dir}' "
-        f"-c cron.host='{server.socket_dir}' -c password_encryption=scram-sha-256 " + server_options(LOCAL_DATABASE)
+        f"-c cron.host='{server.socket_dir}' -c password_encryption=scram-sha-256 "
+        # logical WAL: `demo --cdc` subscribes a warehouse to a shop database of this server
+        "-c wal_level=logical " + server_options(LOCAL_DATABASE)
     )
     result = server.pg_ctl("start", "-w", "-D", str(server.datadir), "-l", str(server.basedir / "postgresql.log"),
                            "-o", options)  # fmt: skip

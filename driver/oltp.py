@@ -5,7 +5,8 @@
 the publication globalcart_cdc. ``simulate`` is the application: each action is one short
 transaction, as a web shop commits them — a customer signs up, an order is placed with its lines
 and a payment attempt (some fail: retried, or the order is cancelled), orders are shipped,
-delivered, completed, some returned late and refunded, and abandoned orders (placed, never paid)
+delivered, completed, some returned late and refunded (the order then RETURNED, as the warehouse
+would derive it), and abandoned orders (placed, never paid)
 are deleted with their lines and payments. Names, e-mail addresses and product names come from
 Faker. The workload knows nothing of the warehouse: it writes the source, and the subscription
 carries every commit to staging.
@@ -271,7 +272,8 @@ class Shop:
                 "'CAPTURED'",
                 (order_id,),
             )
-            self._commit("returns refunded")
+            updated_at = self._set_status(order_id, "RETURNED")
+            self._commit("returns refunded", order_id, updated_at)
         else:
             updated_at = self._set_status(order_id, "COMPLETED")
             self._commit("orders completed", order_id, updated_at)

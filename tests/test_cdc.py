@@ -487,3 +487,16 @@ def test_source_init_refuses_a_server_without_logical_wal_and_simulate_needs_the
         assert run_cli("source", "simulate", "--for", "nonsense", dsn=pg_server.dsn(name)).returncode == 2
     finally:
         source.drop()
+
+
+def test_bench_cdc_prints_the_freshness_of_the_feed():
+    """(Its own server; a few seconds of workload.)"""
+    result = run_cli("bench", "--cdc", "--freshness-seconds", "4", "--cdc-warmup", "1", "--cdc-rate", "10",
+                     timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    figures = {line.split("  ")[0].strip(): line.split()[-2] for line in result.stdout.splitlines()
+               if line.startswith(("p50", "p95", "max"))}  # fmt: skip
+    assert set(figures) == {"p50", "p95 (goal <= 3 s)", "max"}, result.stdout
+    assert 0 < float(figures["p50"]) <= float(figures["max"]), figures  # measured: a latency, not a label
+    unseen = next(line for line in result.stdout.splitlines() if line.startswith("versions not visible"))
+    assert unseen.split()[-1] == "0", result.stdout

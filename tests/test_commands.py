@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from helpers import ROOT, bench_figures, fetch, order, refresh, run_cli, scalar, stage
 
-from driver import db, output
+from driver import cdc, db, output
 
 
 def _kpi_line(output: str, name: str) -> list[str]:
@@ -85,6 +85,18 @@ def test_demo_without_a_database_starts_its_own_server_that_admits_only_who_it_s
         assert passfile.exists() and passfile.read_text().strip().rsplit(":", 1)[1] != password
         with psycopg.connect(dsn, autocommit=True) as conn:
             assert scalar(conn, "SELECT count(*) FROM globalcart.fact_orders") > 1000
+
+        # the same server, fed by a shop database through logical replication (it runs with wal_level = logical)
+        fed = subprocess.run([*cmd, "demo", "--cdc"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert fed.returncode == 0, fed.stderr
+        assert "cdc attach: the warehouse subscribes" in fed.stdout and "cdc status: healthy" in fed.stdout, fed.stdout
+        warehouse = re.search(r"warehouse: psql '(\S+)'", fed.stdout).group(1)
+        with psycopg.connect(warehouse, autocommit=True) as conn:
+            assert scalar(conn, "SELECT count(*) FROM globalcart.fact_orders WHERE deleted_at IS NULL") > 100
+            assert scalar(conn, "SELECT count(*) FROM globalcart.etl_cdc_tables") == 7
+            assert fetch(conn, "SELECT DISTINCT status FROM globalcart.pipeline_health WHERE fed_by IS NOT NULL") == [
+                ("ok",)]  # fmt: skip
+            cdc.detach(conn)  # (a slot left on the shop would hold its WAL)
     finally:
         stopped = subprocess.run([*cmd, "server", "stop"], cwd=ROOT, env=env, capture_output=True, text=True)
         shutil.rmtree(home, ignore_errors=True)
