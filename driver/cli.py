@@ -314,7 +314,7 @@ def cmd_source(args: argparse.Namespace) -> int:
     dsn = _source_dsn(args.dsn)
     with db.connect(dsn) as conn:
         if args.action == "init":
-            tables = oltp.init_source(conn)
+            tables = oltp.init_source(conn, args.id_start)
             print(f"source ready: the shop schema and publication {oltp.PUBLICATION} ({tables} tables) in "
                   f"{db.describe_target(dsn)}; attach a warehouse with globalcart cdc attach --source-dsn "
                   "URL")  # fmt: skip
@@ -610,6 +610,10 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--dsn", metavar="URL",
                        help="the source database, e.g. postgresql://user@host:5432/shop "
                        "(default: $SOURCE_DATABASE_URL)")  # fmt: skip
+        if action == "init":
+            a.add_argument("--id-start", type=_count, metavar="N",
+                           help="the shop's keys start at N (e.g. 1000000000), apart from other producers' of the "
+                           "same warehouse (the simulator's start at 1; default: 1)")  # fmt: skip
         if action == "simulate":
             a.add_argument("--rate", type=float, default=5.0, metavar="ORDERS_PER_S",
                            help="orders placed a second, each with the moves of orders under way "

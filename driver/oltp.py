@@ -52,10 +52,23 @@ class WorkloadReport:
         return f"{self.transactions:,} source transactions in {self.seconds:.1f} s: {parts or 'nothing'}"
 
 
-def init_source(conn: psycopg.Connection) -> int:
-    """Create the shop schema and its publication (idempotent); the number of published tables."""
+KEYS = {"customers": "customer_id", "products": "product_id", "orders": "order_id", "order_items": "order_item_id",
+        "payments": "payment_id", "shipments": "shipment_id", "returns": "return_id"}  # fmt: skip
+
+
+def init_source(conn: psycopg.Connection, id_start: int | None = None) -> int:
+    """Create the shop schema and its publication (idempotent); the number of published tables.
+    ``id_start``: the shop's new keys start there (or after its greatest), apart from the keys of
+    other producers of the same warehouse (the simulator's start at 1)."""
     try:
         conn.execute(SCHEMA_FILE.read_text())
+        if id_start is not None:
+            for table, key in KEYS.items():
+                conn.execute(
+                    f"SELECT setval(pg_get_serial_sequence('shop.{table}', '{key}'), "
+                    f"greatest(%s, (SELECT coalesce(max({key}), 0) + 1 FROM shop.{table})), false)",
+                    (id_start,),
+                )
         conn.commit()
     except psycopg.Error as exc:
         conn.rollback()

@@ -500,3 +500,12 @@ def test_bench_cdc_prints_the_freshness_of_the_feed():
     assert 0 < float(figures["p50"]) <= float(figures["max"]), figures  # measured: a latency, not a label
     unseen = next(line for line in result.stdout.splitlines() if line.startswith("versions not visible"))
     assert unseen.split()[-1] == "0", result.stdout
+
+
+def test_source_init_can_start_the_shops_keys_apart_from_other_producers(feed):
+    result = run_cli("source", "init", "--id-start", "1000000000", dsn=feed.source)
+    assert result.returncode == 0, result.stderr
+    with psycopg.connect(feed.source) as conn:
+        oltp.run_workload(conn, rate=20, seconds=0.5, seed=9)
+    assert feed.run("SELECT min(order_id) >= 1000000000, min(customer_id) >= 1000000000 FROM shop.orders") == [
+        (True, True)]  # fmt: skip
