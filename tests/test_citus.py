@@ -20,6 +20,7 @@ import psycopg
 import pytest
 import test_audit
 import test_batches_and_follow
+import test_deletes
 import test_derived_state
 import test_history
 import test_kpi_summaries
@@ -450,6 +451,10 @@ GUARANTEES = {
     "KPI summaries equal a rebuild": (functools.partial(
         test_kpi_summaries.test_incremental_summaries_equal_a_rebuild_and_slices_equal_the_facts, seed=3), "dsn"),
     "a late return changes one bucket": (test_kpi_summaries.test_a_late_return_changes_one_bucket, "conn"),
+    "tombstones: rows marked deleted, KPIs without them": (
+        test_deletes.test_a_deleted_order_and_its_children_are_marked_not_removed_and_the_kpis_ignore_them, "conn"),
+    "a deleted row brought back": (
+        test_deletes.test_a_later_version_brings_a_deleted_row_back_and_an_older_one_is_stale, "conn"),
     "deletes audited, a move once": (test_history.test_deletes_are_audited_and_a_move_is_one_update, "conn"),
     "as-of reads": (
         test_history.test_as_of_at_several_instants_equals_what_the_warehouse_held_and_what_snapshots_stored, "conn"),
