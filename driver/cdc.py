@@ -286,7 +286,7 @@ class DetachReport:
 
 
 def detach(conn: psycopg.Connection) -> DetachReport:
-    """Drop the subscription, its slot on the source, and the bronze schema."""
+    """Drop the subscription, its slot on the source, and the bronze tables."""
     _require_superuser(conn, "cdc detach")
     db.require_schema(conn)
     sub = _subscription(conn)

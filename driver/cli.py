@@ -628,17 +628,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser(
         "cdc",
         help="feed the warehouse from the OLTP source through logical replication (attach, status, detach)",
-        description="attach: mirror the source's published tables in schema bronze and subscribe to them; a trigger "
-        "on each bronze table stages every change (a delete as a tombstone) in the same transaction, exactly once. "
-        "status: the subscription, its apply worker, errors, the slot on the source and the lag (exit 4 when not "
-        "healthy). detach: drop the subscription, its slot on the source and the bronze schema. attach and detach "
-        "need a superuser of the warehouse's server (CREATE SUBSCRIPTION does).",
+        description="attach: mirror the source's published tables in bronze tables (named as the source names them: "
+        "logical replication matches tables by schema and name) and subscribe to them; a trigger on each bronze table "
+        "stages every change (a delete as a tombstone) in the same transaction, exactly once. status: the "
+        "subscription, its apply worker, errors, the slot on the source and the lag (exit 4 when not healthy). "
+        "detach: drop the subscription, its slot on the source and the bronze tables. attach and detach need a "
+        "superuser of the warehouse's server (CREATE SUBSCRIPTION does).",
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     for action, text in (("attach", "subscribe the warehouse to the source's publication"),
                          ("status", "the feed's state and lag (exit 4 when not healthy)"),
-                         ("detach", "drop the subscription, its slot on the source, the bronze schema")):  # fmt: skip
+                         ("detach", "drop the subscription, its slot on the source, the bronze tables")):  # fmt: skip
         a = actions.add_parser(action, help=text, description=text)
         _add_dsn(a)
         if action == "attach":

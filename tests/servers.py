@@ -16,6 +16,7 @@ from driver.embedded import EmbeddedServer, EmbeddedServerError, prepare_server
 class TestServer(EmbeddedServer):
     """An EmbeddedServer that pytest-postgresql's executor initialised and started."""
 
+    __test__ = False  # (not a test class, for all its name, where a test module imports it)
     executor: PostgreSQLExecutor
 
     def stop(self) -> None:

@@ -330,6 +330,10 @@ def test_a_subscription_disabled_and_enabled_again_catches_up(feed):
             w, "SELECT DISTINCT status, feed_problem FROM globalcart.pipeline_health WHERE fed_by IS NOT NULL"
         )
         assert len(health) == 1 and health[0][0] == "failing" and "is disabled" in health[0][1], health
+        w.execute("SET ROLE globalcart_reader")  # a reader sees it too (pipeline_health is the owner's read)
+        assert fetch(w, "SELECT DISTINCT status, feed_problem FROM globalcart.pipeline_health "
+                        "WHERE fed_by IS NOT NULL") == health  # fmt: skip
+        w.execute("RESET ROLE")
         w.execute(f"ALTER SUBSCRIPTION {cdc.SUBSCRIPTION} ENABLE")
     feed.caught_up()
     refresh_all(feed)

@@ -53,7 +53,8 @@ BEGIN
     RETURNING 1
   ), winners AS (
     INSERT INTO globalcart.work_customers
-           (customer_id, full_name, email, country_code, signup_ts, segment, updated_at, stg_id, ingested_at, deleted)
+           (customer_id, full_name, email, country_code, signup_ts, segment, updated_at, stg_id, ingested_at,
+            deleted)
     SELECT r.customer_id, r.full_name, r.email, r.country_code, r.signup_ts, r.segment, r.updated_at,
            r.stg_id, r.ingested_at, r.deleted
     FROM ranked r WHERE r.rn = 1
@@ -72,7 +73,8 @@ BEGIN
     FROM globalcart.work_customers w
     ON CONFLICT (customer_id) DO UPDATE
       SET full_name = EXCLUDED.full_name, email = EXCLUDED.email, country_code = EXCLUDED.country_code,
-          signup_ts = EXCLUDED.signup_ts, segment = EXCLUDED.segment, updated_at = EXCLUDED.updated_at, deleted_at = EXCLUDED.deleted_at,
+          signup_ts = EXCLUDED.signup_ts, segment = EXCLUDED.segment, updated_at = EXCLUDED.updated_at,
+          deleted_at = EXCLUDED.deleted_at,
           is_inferred = false
       WHERE EXCLUDED.updated_at > t.updated_at OR t.is_inferred
     RETURNING (t.xmax = 0) AS inserted, t.updated_at

@@ -68,7 +68,8 @@ BEGIN
     RETURNING 1
   ), winners AS (
     INSERT INTO globalcart.work_order_items
-           (order_item_id, order_id, product_id, quantity, unit_price, discount_amount, line_amount, updated_at, stg_id, ingested_at, deferrals, deleted)
+           (order_item_id, order_id, product_id, quantity, unit_price, discount_amount, line_amount,
+            updated_at, stg_id, ingested_at, deferrals, deleted)
     SELECT r.order_item_id, r.order_id, r.product_id, r.quantity, r.unit_price, r.discount_amount,
            r.line_amount, r.updated_at, r.stg_id, r.ingested_at, r.deferrals, r.deleted
     FROM ranked r WHERE r.rn = 1

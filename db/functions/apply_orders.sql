@@ -85,7 +85,8 @@ BEGIN
     RETURNING 1
   ), winners AS (
     INSERT INTO globalcart.work_orders
-           (order_id, customer_id, order_ts, order_status, channel, country_code, currency, gross_amount, discount_amount, shipping_amount, net_amount, updated_at, stg_id, ingested_at, deleted)
+           (order_id, customer_id, order_ts, order_status, channel, country_code, currency, gross_amount,
+            discount_amount, shipping_amount, net_amount, updated_at, stg_id, ingested_at, deleted)
     SELECT r.order_id, r.customer_id, r.order_ts, r.order_status, r.channel, r.country_code, r.currency,
            r.gross_amount, r.discount_amount, r.shipping_amount, r.net_amount, r.updated_at,
            r.stg_id, r.ingested_at, r.deleted

@@ -64,7 +64,8 @@ BEGIN
     RETURNING 1
   ), winners AS (
     INSERT INTO globalcart.work_payments
-           (payment_id, order_id, payment_ts, payment_method, payment_status, amount, currency, updated_at, stg_id, ingested_at, deferrals, deleted)
+           (payment_id, order_id, payment_ts, payment_method, payment_status, amount, currency, updated_at,
+            stg_id, ingested_at, deferrals, deleted)
     SELECT r.payment_id, r.order_id, r.payment_ts, r.payment_method, r.payment_status, r.amount,
            r.currency, r.updated_at, r.stg_id, r.ingested_at, r.deferrals, r.deleted
     FROM ranked r WHERE r.rn = 1

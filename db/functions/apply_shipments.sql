@@ -63,7 +63,8 @@ BEGIN
     RETURNING 1
   ), winners AS (
     INSERT INTO globalcart.work_shipments
-           (shipment_id, order_id, carrier, shipped_ts, promised_ts, delivered_ts, shipment_status, sla_breached_flag, updated_at, stg_id, ingested_at, deferrals, deleted)
+           (shipment_id, order_id, carrier, shipped_ts, promised_ts, delivered_ts, shipment_status,
+            sla_breached_flag, updated_at, stg_id, ingested_at, deferrals, deleted)
     SELECT r.shipment_id, r.order_id, r.carrier, r.shipped_ts, r.promised_ts, r.delivered_ts,
            r.shipment_status, r.sla_breached_flag, r.updated_at, r.stg_id, r.ingested_at, r.deferrals, r.deleted
     FROM ranked r WHERE r.rn = 1
