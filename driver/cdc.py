@@ -107,10 +107,22 @@ def published_tables(source: psycopg.Connection) -> list[Published]:
 class AttachReport:
     tables: list[str] = field(default_factory=list)
     slot: str = ""
+    copied: bool = False  # the initial copy of every table finished before attach returned
 
 
-def attach(conn: psycopg.Connection, source_dsn: str) -> AttachReport:
-    """Subscribe the warehouse (``conn``, autocommit) to the source's publication."""
+def _wait_for_initial_copy(conn: psycopg.Connection, timeout: float) -> bool:
+    """Wait until every table's initial copy is done (True), or ``timeout`` seconds (False)."""
+    deadline = time.monotonic() + timeout
+    while conn.execute("SELECT coalesce((SELECT tables_syncing FROM globalcart.cdc_feed()), 0)").fetchone()[0]:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def attach(conn: psycopg.Connection, source_dsn: str, copy_timeout: float = 600) -> AttachReport:
+    """Subscribe the warehouse (``conn``, autocommit) to the source's publication, and wait up to
+    ``copy_timeout`` seconds for the initial copy of the source's rows."""
     _require_superuser(conn, "cdc attach")
     db.require_schema(conn)
     if _subscription(conn):
@@ -158,11 +170,18 @@ def attach(conn: psycopg.Connection, source_dsn: str) -> AttachReport:
                     conn.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(bronze, sql.Literal(
                         f"Bronze: the CDC feed's mirror of the source's {t.schema}.{t.table} (globalcart cdc attach); "
                         f"each change applied here is staged into globalcart.stg_{t.table}.")))  # fmt: skip
+                    # the owner's, as the audit triggers are: migrate regenerates the staging trigger as
+                    # the owner (db/triggers/cdc.sql); the apply worker writes it as the subscription's owner
+                    conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(bronze, sql.Identifier(db.OWNER)))
+                    conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+                        sql.Identifier(t.schema), sql.Identifier(db.OWNER)))  # fmt: skip
                     conn.execute("INSERT INTO globalcart.etl_cdc_tables (source_name, bronze_table) VALUES (%s, %s)",
                                  (t.table, f'"{t.schema}"."{t.table}"'))  # fmt: skip
+                    conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(db.OWNER)))
                     conn.execute(
                         "SELECT globalcart.install_bronze_trigger(%s, %s)", (f'"{t.schema}"."{t.table}"', t.table)
                     )
+                    conn.execute("RESET ROLE")
                     report.tables.append(f"{t.schema}.{t.table}")
         except psycopg.Error as exc:
             raise DriverError(f"cdc attach failed, nothing changed: {first_line(exc)}") from None
@@ -190,6 +209,7 @@ def attach(conn: psycopg.Connection, source_dsn: str) -> AttachReport:
             except psycopg.Error:
                 source.execute("SELECT pg_drop_replication_slot(%s)", (report.slot,))
                 raise
+            report.copied = _wait_for_initial_copy(conn, copy_timeout)
         except (psycopg.Error, DriverError) as exc:
             _drop_bronze(conn)
             if isinstance(exc, DriverError):

@@ -335,7 +335,9 @@ def cmd_cdc(args: argparse.Namespace) -> int:
             report = cdc.attach(conn, _source_dsn(args.source_dsn))
             print(f"attached: subscription {cdc.SUBSCRIPTION} (slot {report.slot} on the source) mirrors "
                   f"{', '.join(report.tables)} (bronze tables) and stages every change; the source's rows "
-                  "are copied first. Refresh as usual (the follow mode keeps the facts seconds behind).")  # fmt: skip
+                  + ("were copied first." if report.copied else "are still being copied (globalcart cdc status "
+                     "shows the tables left).")
+                  + " Refresh as usual (the follow mode keeps the facts seconds behind).")  # fmt: skip
             return 0
         if args.action == "detach":
             report = cdc.detach(conn)

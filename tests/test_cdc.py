@@ -450,6 +450,16 @@ def test_status_and_detach_remove_everything_and_attach_refuses_what_it_cannot_d
     attach(feed)
     again = run_cli("cdc", "attach", "--source-dsn", feed.source, dsn=feed.warehouse)
     assert again.returncode == 1 and "attached already" in again.stderr
+    # migrate regenerates the staging triggers (the owner's, as the bronze tables are), enabled ALWAYS
+    assert run_cli("migrate", "--no-cron", dsn=feed.warehouse).returncode == 0
+    with psycopg.connect(feed.warehouse) as w:
+        assert fetch(w, "SELECT DISTINCT t.tgenabled, pg_get_userbyid(p.proowner), pg_get_userbyid(c.relowner) "
+                        "FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid JOIN pg_class c ON c.oid = t.tgrelid "
+                        "WHERE t.tgname = 'to_staging'") == [("A", "globalcart_owner", "globalcart_owner")]  # fmt: skip
+    feed.run(
+        "INSERT INTO shop.customers (full_name, email, country_code, updated_at) VALUES ('M', 'm@x.org', 'DE', now())"
+    )
+    feed.caught_up()
     status = run_cli("cdc", "status", "--json", dsn=feed.warehouse)
     assert status.returncode == 0 and '"slot_active": true' in status.stdout, status.stdout
     with psycopg.connect(feed.warehouse) as w:

@@ -187,7 +187,8 @@ def _state(conn: psycopg.Connection, seed_runs: int) -> dict[str, list[tuple]]:
     for step, run_id in (("revert", seed_runs + 3), ("revert of the revert", seed_runs + 4)):
         summary = scalar(conn, "SELECT globalcart.revert_run(%s)", run_id)
         conn.commit()
-        state[step] = {k: v for k, v in summary.items() if k not in ("started_at", "finished_at", "run_id")}
+        state[step] = {k: run(v) if k == "reverted_run_id" else v for k, v in summary.items()
+                       if k not in ("started_at", "finished_at", "run_id")}  # fmt: skip
         assert summary["rows_changed"] > 0
         for table in [*tables, *(f"audit_{t}" for t in tables), "kpi_order_summary", "kpi_funnel_summary"]:
             state[f"{table} after the {step}"] = rows(table)
