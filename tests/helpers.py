@@ -264,8 +264,12 @@ def rejects(conn: psycopg.Connection, source: str | None = None) -> list[tuple[s
     return fetch(conn, sql + " ORDER BY reject_id")
 
 
-def table_digest(conn: psycopg.Connection, table: str) -> list[tuple]:
-    """Every row of a globalcart table as text, sorted: equal digests mean equal contents."""
+def table_digest(conn: psycopg.Connection, table: str, without: tuple[str, ...] = ()) -> list[tuple]:
+    """Every row of a globalcart table as text, sorted: equal digests mean equal contents
+    (``without``: columns left out, e.g. the run that wrote a row)."""
+    if without:
+        return fetch(conn, f"SELECT (to_jsonb(t) - %s::text[])::text FROM globalcart.{table} t ORDER BY 1",
+                     list(without))  # fmt: skip
     return fetch(conn, f"SELECT t::text FROM globalcart.{table} t ORDER BY 1")
 
 
