@@ -25,6 +25,7 @@ import psycopg
 
 from driver import cdc, oltp
 from driver.embedded import start_server
+from driver.freshness import percentile
 from driver.migrate import migrate
 from driver.output import render_table
 
@@ -58,10 +59,6 @@ class CdcFigures:
                 ],
             )
         )
-
-
-def _percentile(values: list[float], share: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1]
 
 
 def _watch(dsn: str, pending: dict[int, list[tuple[datetime, float]]], lock: threading.Lock,
@@ -141,7 +138,7 @@ def run_cdc_bench(
         if not latencies:
             raise RuntimeError("cdc bench: no order version became visible in the facts")
         return CdcFigures(rate, report.seconds, report.transactions, timed, statistics.median(latencies),
-                          _percentile(latencies, 0.95), max(latencies), unseen)  # fmt: skip
+                          percentile(latencies, 0.95), max(latencies), unseen)  # fmt: skip
     finally:
         server.stop()
 

@@ -55,7 +55,7 @@ def _source(dsn: str) -> psycopg.Connection:
 
 
 def _require_superuser(conn: psycopg.Connection, what: str) -> None:
-    if not conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]:
+    if not db.is_superuser(conn):
         raise DriverError(f"{what} needs a superuser of the warehouse's server (CREATE SUBSCRIPTION does in "
                           "PostgreSQL 15): connect as one with --dsn.")  # fmt: skip
 
@@ -268,8 +268,7 @@ def status(conn: psycopg.Connection) -> Status:
     if row is None:
         return Status(attached=False)
     result = Status(True, *row)
-    superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
-    sub = _subscription(conn) if superuser else None
+    sub = _subscription(conn) if db.is_superuser(conn) else None
     if sub is None:  # (only a superuser may read the subscription's connection string)
         return result
     conninfo, result.slot = sub

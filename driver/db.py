@@ -47,6 +47,11 @@ def connect(dsn: str, *, autocommit: bool = False) -> psycopg.Connection:
         raise describe_connect_error(exc, describe_target(dsn)) from None
 
 
+def is_superuser(conn: psycopg.Connection) -> bool:
+    """Whether the connection's user is a superuser (migrate, cdc attach and detach need one)."""
+    return bool(conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0])
+
+
 def run_refresh(conn: psycopg.Connection) -> dict:
     """One ``globalcart.run_incremental_refresh()``, committed; its summary. A failed call (the
     function returns it rather than raising) becomes a DriverError."""

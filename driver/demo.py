@@ -45,7 +45,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print("   stop it with: python -m driver server stop")
 
     with db.connect(dsn) as conn:
-        superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+        superuser = db.is_superuser(conn)
         conn.commit()
         if superuser:
             print("== migrate")

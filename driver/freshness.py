@@ -82,7 +82,7 @@ def _follow(dsn: str, run_for: timedelta) -> None:
         conn.execute("CALL globalcart.refresh_for(%s, '1 second')", (run_for,))
 
 
-def _percentile(values: list[float], share: float) -> float:
+def percentile(values: list[float], share: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1]
 
 
@@ -123,4 +123,4 @@ def measure(dsn: str, mode: str, seconds: float, rate: int, seed: int, log: Call
             f"freshness ({mode}): {missing:,} of {len(latencies):,} orders were not visible "
             f"{20 if mode == 'follow' else 90} s after the producer stopped (the refresh is slower than the load)"
         )
-    return Freshness(mode, len(latencies), statistics.median(latencies), _percentile(latencies, 0.95), max(latencies))
+    return Freshness(mode, len(latencies), statistics.median(latencies), percentile(latencies, 0.95), max(latencies))

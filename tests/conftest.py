@@ -16,8 +16,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from pytest_postgresql.janitor import DatabaseJanitor
-from servers import start_test_server
+from servers import database, start_test_server
 
 from driver.embedded import EmbeddedServer
 from driver.migrate import migrate
@@ -36,16 +35,10 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServ
         server.stop()
 
 
-def _janitor(server: EmbeddedServer, dbname: str, template: str | None = None) -> DatabaseJanitor:
-    return DatabaseJanitor(
-        user=server.user, host=server.host, port=server.port, dbname=dbname, template_dbname=template
-    )
-
-
 @pytest.fixture(scope="session")
 def template_db(pg_server: EmbeddedServer) -> str:
     """A database with the whole schema migrated, cloned by every test."""
-    _janitor(pg_server, TEMPLATE_DB).init()
+    database(pg_server, TEMPLATE_DB).init()
     with psycopg.connect(pg_server.dsn(TEMPLATE_DB)) as conn:
         migrate(conn)
     return TEMPLATE_DB
@@ -54,7 +47,7 @@ def template_db(pg_server: EmbeddedServer) -> str:
 @pytest.fixture(scope="session")
 def cron_db(pg_server: EmbeddedServer) -> Iterator[str]:
     """The database pg_cron runs in, migrated with pg_cron created; shared by the tests that need it."""
-    _janitor(pg_server, CRON_DB).init()
+    database(pg_server, CRON_DB).init()
     with psycopg.connect(pg_server.dsn(CRON_DB)) as conn:
         report = migrate(conn)
     assert report.cron is not None and report.cron.ready, report.cron
@@ -65,7 +58,7 @@ def cron_db(pg_server: EmbeddedServer) -> Iterator[str]:
 def dsn(pg_server: EmbeddedServer, template_db: str) -> Iterator[str]:
     """A fresh, migrated database for one test."""
     name = f"gc_test_{next(_db_numbers)}"
-    janitor = _janitor(pg_server, name, template_db)
+    janitor = database(pg_server, name, template_db)
     janitor.init()
     try:
         yield pg_server.dsn(name)
@@ -77,7 +70,7 @@ def dsn(pg_server: EmbeddedServer, template_db: str) -> Iterator[str]:
 def empty_dsn(pg_server: EmbeddedServer) -> Iterator[str]:
     """A fresh database with nothing in it (for migrate's own tests)."""
     name = f"gc_empty_{next(_db_numbers)}"
-    janitor = _janitor(pg_server, name)
+    janitor = database(pg_server, name)
     janitor.init()
     try:
         yield pg_server.dsn(name)

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -238,6 +239,18 @@ def scalar(conn: psycopg.Connection, sql: str, *params: Any) -> Any:
     return row[0]
 
 
+def wait_for(predicate: Any, timeout: float = 60, step: float = 0.25) -> Any:
+    """Call ``predicate`` every ``step`` seconds until it returns something true (returned), or
+    ``timeout`` seconds have passed (None)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return None
+
+
 def partition_of(conn: psycopg.Connection, table: str, where: str) -> list[str]:
     """The partitions of globalcart.<table> that hold its rows WHERE <where>. On Citus a row's
     tableoid names the shard of its partition (fact_orders_p2026_04_102256): the shard id is left
@@ -279,7 +292,7 @@ def installed_by_release(pg_server: Any, tmp_path: Path, commit: str, dbname: st
     driver/ from the git history, run from ``tmp_path``): yields its DSN, drops it afterwards.
     Skips the test where the git history is not there."""
     import pytest
-    from pytest_postgresql.janitor import DatabaseJanitor
+    from servers import database
 
     if subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{commit}^{{commit}}"],
                       capture_output=True, check=False).returncode != 0:  # fmt: skip
@@ -287,7 +300,7 @@ def installed_by_release(pg_server: Any, tmp_path: Path, commit: str, dbname: st
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "db", "driver"],
                              capture_output=True, check=True)  # fmt: skip
     subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=archive.stdout, check=True)
-    janitor = DatabaseJanitor(user=pg_server.user, host=pg_server.host, port=pg_server.port, dbname=dbname)
+    janitor = database(pg_server, dbname)
     janitor.init()
     try:
         dsn = pg_server.dsn(dbname)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_postgresql.executors import PostgreSQLExecutor
+from pytest_postgresql.janitor import DatabaseJanitor
 
 from driver.citus import NODE_OPTIONS, create_cluster_database
 from driver.embedded import EmbeddedServer, EmbeddedServerError, prepare_server
@@ -24,6 +25,13 @@ class TestServer(EmbeddedServer):
             self.executor.stop()
         finally:
             self.remove_files()
+
+
+def database(server: EmbeddedServer, dbname: str, template: str | None = None) -> DatabaseJanitor:
+    """pytest-postgresql's janitor of one database of a test server (``init()`` creates it, from
+    ``template`` when given; ``drop()`` drops it)."""
+    return DatabaseJanitor(user=server.user, host=server.host, port=server.port, dbname=dbname,
+                           template_dbname=template)  # fmt: skip
 
 
 def start_test_server(**options: Any) -> TestServer:

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
-from helpers import fetch, refresh, rejects, run_cli, scalar
-from pytest_postgresql.janitor import DatabaseJanitor
-from servers import TestServer, start_test_server
+from helpers import fetch, refresh, rejects, run_cli, scalar, wait_for
+from servers import TestServer, database, start_test_server
 from test_kpi_summaries import assert_same_kpis, assert_summaries_equal_a_rebuild, expected_kpis, kpi_values
 
 from driver import cdc, oltp
@@ -57,26 +56,20 @@ class Feed:
         """Wait until every bronze table holds what its source table holds."""
         tables = [f"shop.{t}" for t in oltp.TABLES]
         digest = "SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {} x"
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def same() -> bool:
             with psycopg.connect(self.source) as s, psycopg.connect(self.warehouse) as w:
-                want = [s.execute(digest.format(t)).fetchone()[0] for t in tables]
-                got = [w.execute(digest.format(t)).fetchone()[0] for t in tables]
-            if want == got:
-                return
-            assert time.monotonic() < deadline, "the subscription did not catch up"
-            time.sleep(0.2)
+                return [s.execute(digest.format(t)).fetchone()[0] for t in tables] == [
+                    w.execute(digest.format(t)).fetchone()[0] for t in tables]  # fmt: skip
 
-
-def _janitor(server: TestServer, name: str) -> DatabaseJanitor:
-    return DatabaseJanitor(user=server.user, host=server.host, port=server.port, dbname=name)
+        assert wait_for(same, timeout, 0.2), "the subscription did not catch up"
 
 
 @pytest.fixture
 def feed(server: TestServer) -> Iterator[Feed]:
     """A migrated warehouse and an initialised source, attached; detached and dropped after."""
     n = next(_numbers)
-    warehouse, source = _janitor(server, f"gc_wh_{n}"), _janitor(server, f"gc_shop_{n}")
+    warehouse, source = database(server, f"gc_wh_{n}"), database(server, f"gc_shop_{n}")
     warehouse.init()
     source.init()
     f = Feed(server, server.dsn(f"gc_wh_{n}"), server.dsn(f"gc_shop_{n}"))
@@ -157,11 +150,8 @@ def assert_facts_equal_the_source(f: Feed, *, except_orders: set[int] = frozense
             assert not deleted & keys, table
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.25)
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    assert wait_for(check, timeout), what
 
 
 # -- the feed ---------------------------------------------------------------------------------------
@@ -291,7 +281,7 @@ def test_the_warehouse_stopped_mid_stream_and_restarted_stages_each_source_chang
                   "FOR EACH ROW EXECUTE FUNCTION public.count_change()")  # fmt: skip
         attach(f)
         with psycopg.connect(f.warehouse) as w:  # (the initial copy of a table stages its rows as they are then)
-            wait_for(lambda: scalar(w, "SELECT tables_syncing = 0 FROM globalcart.cdc_feed()"), "the initial copy")
+            wait_until(lambda: scalar(w, "SELECT tables_syncing = 0 FROM globalcart.cdc_feed()"), "the initial copy")
         done: list[oltp.WorkloadReport] = []
 
         def workload() -> None:
@@ -300,7 +290,7 @@ def test_the_warehouse_stopped_mid_stream_and_restarted_stages_each_source_chang
 
         producer = threading.Thread(target=workload)
         producer.start()
-        wait_for(lambda: sum(_staged_per_table(f.warehouse).values()) > 200, "changes staged before the stop")
+        wait_until(lambda: sum(_staged_per_table(f.warehouse).values()) > 200, "changes staged before the stop")
         warehouse_server.crash()  # mid-stream
         time.sleep(1)
         warehouse_server.start()
@@ -325,7 +315,7 @@ def test_a_subscription_disabled_and_enabled_again_catches_up(feed):
         w.execute(f"ALTER SUBSCRIPTION {cdc.SUBSCRIPTION} DISABLE")
         with psycopg.connect(feed.source) as conn:
             oltp.run_workload(conn, rate=200, seconds=1, seed=5)
-        wait_for(lambda: scalar(w, "SELECT worker_pid IS NULL FROM globalcart.cdc_feed()"), "the worker stopped")
+        wait_until(lambda: scalar(w, "SELECT worker_pid IS NULL FROM globalcart.cdc_feed()"), "the worker stopped")
         health = fetch(
             w, "SELECT DISTINCT status, feed_problem FROM globalcart.pipeline_health WHERE fed_by IS NOT NULL"
         )
@@ -393,22 +383,22 @@ def test_a_dropped_slot_or_a_failing_apply_shows_as_failing(feed):
                   "updated_at) VALUES (777, 'x', 'x', 'US', now(), 'VIP', now())")  # fmt: skip
         feed.run("INSERT INTO shop.customers (customer_id, full_name, email, country_code, updated_at) "
                  "VALUES (777, 'y', 'y@example.org', 'US', now())")  # fmt: skip
-        wait_for(lambda: scalar(w, "SELECT apply_errors FROM globalcart.cdc_feed()") > 0, "an apply error")
-        wait_for(lambda: scalar(w, "SELECT problem FROM globalcart.cdc_feed()") is not None, "failing", timeout=30)
+        wait_until(lambda: scalar(w, "SELECT apply_errors FROM globalcart.cdc_feed()") > 0, "an apply error")
+        wait_until(lambda: scalar(w, "SELECT problem FROM globalcart.cdc_feed()") is not None, "failing", timeout=30)
         health = fetch(w, "SELECT DISTINCT status FROM globalcart.pipeline_health WHERE fed_by IS NOT NULL")
         assert health == [("failing",)]
         result = run_cli("health", dsn=feed.warehouse)
         assert result.returncode == 4 and "apply worker" in result.stdout, result.stdout
         w.execute("DELETE FROM shop.customers WHERE customer_id = 777")  # put right: it goes on
-        wait_for(lambda: scalar(w, "SELECT problem FROM globalcart.cdc_feed()") is None, "healthy again")
+        wait_until(lambda: scalar(w, "SELECT problem FROM globalcart.cdc_feed()") is None, "healthy again")
         # the slot dropped on the source: failing, and cdc status says why
         w.execute(f"ALTER SUBSCRIPTION {cdc.SUBSCRIPTION} DISABLE")
         slot = scalar(w, "SELECT subslotname FROM pg_subscription WHERE subname = %s", cdc.SUBSCRIPTION)
-        wait_for(lambda: not feed.run("SELECT active FROM pg_replication_slots WHERE slot_name = %s", slot)[0][0],
-                 "the slot released")  # fmt: skip
+        wait_until(lambda: not feed.run("SELECT active FROM pg_replication_slots WHERE slot_name = %s", slot)[0][0],
+                   "the slot released")  # fmt: skip
         feed.run("SELECT pg_drop_replication_slot(%s)", slot)
         w.execute(f"ALTER SUBSCRIPTION {cdc.SUBSCRIPTION} ENABLE")
-        wait_for(lambda: scalar(w, "SELECT problem FROM globalcart.cdc_feed()") is not None, "failing", timeout=30)
+        wait_until(lambda: scalar(w, "SELECT problem FROM globalcart.cdc_feed()") is not None, "failing", timeout=30)
         status = run_cli("cdc", "status", dsn=feed.warehouse)
         assert status.returncode == 4 and f"no replication slot {slot}" in status.stdout, status.stdout
 
@@ -417,7 +407,7 @@ def test_a_source_that_cannot_be_reached_shows_as_failing(server):
     """The source on a server of its own, stopped."""
     source_server = start_test_server(preload_cron=False, durable=False, extra_options=LOGICAL)
     name = f"gc_wh_{next(_numbers)}"
-    warehouse = _janitor(server, name)
+    warehouse = database(server, name)
     warehouse.init()
     try:
         with psycopg.connect(source_server.dsn("postgres")) as conn:
@@ -429,10 +419,12 @@ def test_a_source_that_cannot_be_reached_shows_as_failing(server):
             == 0
         )
         with psycopg.connect(server.dsn(name), autocommit=True) as w:
-            wait_for(lambda: scalar(w, "SELECT problem IS NULL AND worker_pid IS NOT NULL FROM globalcart.cdc_feed()"),
-                     "the feed running")  # fmt: skip
+            running = "SELECT problem IS NULL AND worker_pid IS NOT NULL FROM globalcart.cdc_feed()"
+            wait_until(lambda: scalar(w, running), "the feed running")
             source_server.crash()
-            wait_for(lambda: scalar(w, "SELECT problem FROM globalcart.cdc_feed()") is not None, "failing", timeout=30)
+            wait_until(
+                lambda: scalar(w, "SELECT problem FROM globalcart.cdc_feed()") is not None, "failing", timeout=30
+            )
             status = run_cli("cdc", "status", dsn=server.dsn(name))
             assert status.returncode == 4 and "the source cannot be reached" in status.stdout, status.stdout
             # detach still removes the subscription, and says what is left on the source
@@ -489,7 +481,7 @@ def test_status_and_detach_remove_everything_and_attach_refuses_what_it_cannot_d
 def test_source_init_refuses_a_server_without_logical_wal_and_simulate_needs_the_schema(pg_server):
     """The session's server runs with wal_level = replica."""
     name = f"gc_shop_{next(_numbers)}"
-    source = _janitor(pg_server, name)
+    source = database(pg_server, name)
     source.init()
     try:
         simulate = run_cli("source", "simulate", "--for", "1s", dsn=pg_server.dsn(name))

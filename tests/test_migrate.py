@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from helpers import ROOT, fetch, order, refresh, run_cli, scalar, stage
-from servers import start_test_server
+from servers import database, start_test_server
 
 from driver.errors import DriverError
 from driver.migrate import BOOTSTRAP, ROUTINE_FOLDERS, SQL_DIR, migrate, routine_files
@@ -212,11 +212,10 @@ def _install_old(conn: psycopg.Connection, old_sql: Path | None) -> None:
 
 
 def test_an_upgraded_database_has_exactly_what_a_fresh_install_has(pg_server, tmp_path):
-    from pytest_postgresql.janitor import DatabaseJanitor
 
     catalogs = {}
     for name in ("gc_fresh", "gc_upgraded"):
-        janitor = DatabaseJanitor(user=pg_server.user, host=pg_server.host, port=pg_server.port, dbname=name)
+        janitor = database(pg_server, name)
         janitor.init()
         try:
             with psycopg.connect(pg_server.dsn(name)) as conn:

@@ -5,7 +5,8 @@ import time
 
 import psycopg
 import pytest
-from helpers import fetch, order, run_cli, scalar, stage
+from helpers import fetch, order, run_cli, scalar, stage, wait_for
+from servers import database
 
 JOB = "globalcart-incremental-refresh"
 PURGE = "globalcart-purge-cron-history"
@@ -21,13 +22,7 @@ BOUNDED_PURGE = (
 
 
 def _wait_for(predicate, timeout=150, step=2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return None
+    return wait_for(predicate, timeout, step)  # (a minute tick, and some)
 
 
 @pytest.fixture
@@ -105,11 +100,7 @@ def test_invalid_cron_expression_is_one_line(cron, dsn):
 
 
 def test_schedule_command_will_not_take_over_another_warehouses_job(cron, dsn, pg_server, template_db):
-    from pytest_postgresql.janitor import DatabaseJanitor
-
-    other = DatabaseJanitor(
-        user=pg_server.user, host=pg_server.host, port=pg_server.port, dbname="gc_other_wh", template_dbname=template_db
-    )
+    other = database(pg_server, "gc_other_wh", template_db)
     other.init()
     try:
         assert run_cli("schedule", dsn=pg_server.dsn("gc_other_wh")).returncode == 0

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 from helpers import KEY_OF, SOURCES, fetch, refresh, run_cli, scalar, staged_count, table_digest
+from servers import database
 
 from driver.deltas import generate_delta
 from driver.generator import COLUMNS, Batch, Generator, Ids, usd_rates
@@ -40,12 +41,9 @@ def test_same_seed_gives_the_same_rows(conn):
 
 
 def test_seeding_twice_with_one_seed_builds_identical_warehouses(pg_server, template_db):
-    from pytest_postgresql.janitor import DatabaseJanitor
-
     digests = []
     for name in ("gc_seed_a", "gc_seed_b"):
-        janitor = DatabaseJanitor(user=pg_server.user, host=pg_server.host, port=pg_server.port, dbname=name,
-                                  template_dbname=template_db)  # fmt: skip
+        janitor = database(pg_server, name, template_db)
         janitor.init()
         try:
             _seed(pg_server.dsn(name), orders=800)
