@@ -7,7 +7,8 @@ On a Citus coordinator with workers, the warehouse takes this layout (README "Sc
   funnel by ``session_id`` — and each fact's audit table (``audit_<fact>``) with it, colocated, so
   that the audit trigger on a shard writes the colocated audit shard on the same node; so are the
   refresh's work tables of those sources (``work_<source>``) and of the orders a batch touches
-  (``work_kpi_orders``), so that each join of a batch with a fact runs on the shards of its keys;
+  (``work_kpi_orders``), and the per-order state (``kpi_order_state``: the order directory), so that
+  each join of a batch with a fact runs on the shards of its keys;
 - the rest stays local on the coordinator: staging, the bookkeeping (``etl_*``), the KPI summaries
   and snapshots, the dimensions' audit tables (partitioned by month, which a reference table cannot
   be).
@@ -151,13 +152,15 @@ def layout(conn: psycopg.Connection) -> list[Placement]:
         for companion in (f"globalcart.audit_{source.fact_table}", f"globalcart.work_{source.name}"):
             if exists(companion):  # its audit and the refresh's work table, beside it
                 placements.append(Placement(companion, "distributed", column, anchor))
-    # the refresh's other work tables (the orders a batch touches), by the first column of their key
+    # the refresh's other work tables (the orders a batch touches) and its per-order state (the order
+    # directory, joined with the batch and the facts), by the first column of their key
     for name, column in conn.execute(
         """SELECT c.oid::regclass::text, a.attname
              FROM pg_class c
              JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = i.indkey[0]
-            WHERE c.relnamespace = 'globalcart'::regnamespace AND c.relkind = 'r' AND c.relname LIKE 'work\\_%'
+            WHERE c.relnamespace = 'globalcart'::regnamespace AND c.relkind = 'r'
+              AND (c.relname LIKE 'work\\_%' OR c.relname = 'kpi_order_state')
             ORDER BY 1"""
     ).fetchall():
         if column in first_by_column and name not in {p.table for p in placements}:

@@ -419,8 +419,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return 0
     if args.freshness_rate < 1:
         raise DriverError("--freshness-rate must be at least 1 order a second.", 2)
+    if args.sustained_from < 1:
+        raise DriverError("--sustained-from must be at least 1 order a second.", 2)
     figures = run_bench(args.small, args.large, args.delta_orders, seed=args.seed, rounds=args.rounds,
-                        freshness_seconds=args.freshness_seconds, freshness_rate=args.freshness_rate)  # fmt: skip
+                        freshness_seconds=args.freshness_seconds, freshness_rate=args.freshness_rate,
+                        sustained_seconds=args.sustained_seconds, sustained_from=args.sustained_from)  # fmt: skip
     print(figures.table())
     return 0
 
@@ -678,6 +681,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="orders a second the producers commit, with items and payments (default: 200)",
     )
+    p.add_argument("--sustained-seconds", type=_count, default=60, metavar="S",
+                   help="seconds at each rate of the sustained-rate search (the producer's rate doubled while follow "
+                   "mode keeps p95 staged -> visible within 5 s); 0 skips it (default: 60)")  # fmt: skip
+    p.add_argument("--sustained-from", type=_count, default=1000, metavar="N",
+                   help="the sustained-rate search's first rate, orders a second (default: 1000)")  # fmt: skip
     p.add_argument("--citus", action="store_true",
                    help="instead: the same deltas on one server and on a Citus coordinator with two workers started "
                    "here (Citus must be installed; see README \"Scale out on Citus\")")  # fmt: skip

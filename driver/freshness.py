@@ -124,3 +124,47 @@ def measure(dsn: str, mode: str, seconds: float, rate: int, seed: int, log: Call
             f"{20 if mode == 'follow' else 90} s after the producer stopped (the refresh is slower than the load)"
         )
     return Freshness(mode, len(latencies), statistics.median(latencies), percentile(latencies, 0.95), max(latencies))
+
+
+@dataclass
+class Sustained:
+    """The highest producer rate follow mode kept up with: every order visible, p95 within the limit."""
+
+    limit_p95: float
+    seconds: float
+    steps: list[tuple[int, float, float]]  # (rate asked, orders a second committed, p95; inf: not all visible)
+    held: int = 0  # the highest rate asked that held (0: none did)
+    stopped: str = ""  # why the search stopped
+
+    def rows(self) -> list[list[str]]:
+        return [[f"{rate:,}", f"{done:,.0f}", "not all visible" if p95 == float("inf") else f"{p95:.2f} s",
+                 "held" if p95 <= self.limit_p95 else "not held"] for rate, done, p95 in self.steps]  # fmt: skip
+
+
+def sustained_rate(dsn: str, seconds: float, start: int, seed: int, limit_p95: float = 5.0, steps: int = 6,
+                   log: Callable[[str], None] = print) -> Sustained:  # fmt: skip
+    """Follow mode under a producer committing ``start`` orders a second (with items and payments) for
+    ``seconds``, then twice that, and so on (at most ``steps`` rates) until p95 staged -> visible
+    exceeds ``limit_p95``, an order is not visible in time, or the producer itself cannot commit
+    at the rate asked (then the figure is the producer's limit, and says so)."""
+    result = Sustained(limit_p95, seconds, [])
+    rate = start
+    for step in range(steps):
+        try:
+            figure = measure(dsn, "follow", seconds, rate, seed + step, log)
+            done, p95 = figure.orders / seconds, figure.p95
+        except FreshnessIncomplete as exc:
+            log(str(exc))
+            done, p95 = float("nan"), float("inf")
+        result.steps.append((rate, done, p95))
+        if p95 > limit_p95:
+            result.stopped = f"{rate:,} orders/s: p95 above {limit_p95:g} s"
+            break
+        result.held = rate
+        if done < 0.9 * rate:
+            result.stopped = f"the producer committed {done:,.0f} of the {rate:,} orders/s asked (its own limit)"
+            break
+        rate *= 2
+    else:
+        result.stopped = f"the last rate tried ({rate // 2:,} orders/s) held"
+    return result

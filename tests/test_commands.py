@@ -141,11 +141,12 @@ def test_psql_report_prints_the_comparison(dsn):
 
 @pytest.mark.slow
 def test_bench_prints_its_figures():
-    result = run_cli("bench", "--small", "400", "--large", "800", "--delta-orders", "15", "--freshness-seconds", "3")
+    result = run_cli("bench", "--small", "400", "--large", "800", "--delta-orders", "15", "--freshness-seconds", "3",
+                     "--sustained-seconds", "2", "--sustained-from", "100")  # fmt: skip
     assert result.returncode == 0, result.stderr
     figures = bench_figures(result.stdout)
     for name in ("refresh, warehouse of 400 orders", "refresh, warehouse of 800 orders",
-                 "large ÷ small, per delta row (goal ≤ 1.3)", "refresh ÷ bare (goal ≤ 2)"):  # fmt: skip
+                 "large ÷ small, per delta row", "refresh ÷ bare (goal ≤ 2.5, stretch 2)"):  # fmt: skip
         assert figures.get(name, 0) > 0, (name, figures)  # measured, not a label with nothing behind it
     for name in ("full reload of the 800-order warehouse", "snapshot_kpis(), large warehouse",
                  "full reload ÷ refresh of one delta", "order_timeline() of one order, large",
@@ -154,3 +155,6 @@ def test_bench_prints_its_figures():
     follow = next(line for line in result.stdout.splitlines() if line.startswith("follow "))
     minute = next(line for line in result.stdout.splitlines() if line.startswith("minute "))
     assert follow.split()[1] == minute.split()[1] == "600"  # 200 orders/s for 3 s, each one seen
+    # the sustained-rate search: 100 orders/s held (and doubled from there) on so small a warehouse
+    assert re.search(r"^  highest rate held: [1-9][0-9,]* orders/s", result.stdout, re.M), result.stdout
+    assert re.search(r"^100 +[0-9,]+ +[0-9.]+ s +held", result.stdout, re.M), result.stdout

@@ -19,6 +19,7 @@ KPIS = ["orders", "gmv_usd", "net_revenue_usd", "aov_usd", "units", "return_rate
         "on_time_delivery_rate", "payment_failure_rate", "conversion_rate", "cart_abandonment_rate",
         "revenue_lost_due_to_failures", "revenue_lost_due_to_abandonment"]  # fmt: skip
 SUMMARIES = {
+    "kpi_order_state": "order_id",
     "kpi_order_summary": "order_day, country_code, channel, currency",
     "kpi_session_state": "session_id",
     "kpi_funnel_summary": "session_day, channel",

@@ -76,6 +76,8 @@ def test_work_tables_and_staging_counts_follow_the_registry(conn):
         expected = fetch(conn, columns, f"globalcart.{source.staging_table}")
         if source.waits_for_order:
             expected.append(("order_ts", "timestamp with time zone"))
+        if source.name == "orders":  # where each order was stored before the batch (migration 0010)
+            expected.append(("stored_ts", "timestamp with time zone"))
         assert sorted(fetch(conn, columns, f"globalcart.work_{source.name}")) == sorted(expected), source.name
         assert scalar(conn, "SELECT relpersistence FROM pg_class WHERE oid = %s::regclass",
                       f"globalcart.work_{source.name}") == "u"  # fmt: skip

@@ -248,11 +248,13 @@ def test_every_function_pins_search_path_or_says_why_not(conn):
         """SELECT p.proname FROM pg_proc p
                               WHERE p.pronamespace = 'globalcart'::regnamespace AND p.proconfig IS NULL""",
     )
-    # inlined per-row helpers (SQL-standard bodies, bound at creation), generated audit triggers, the
+    # inlined per-row helpers (SQL-standard bodies, bound at creation; the KPI rules, inlined into every
+    # query that adds orders or sessions up, and naming no table), generated audit triggers, the
     # generated as-of functions (a SET clause would stop the planner inlining them: a one-order read
     # would read the whole table), and the procedures that COMMIT (a SET clause forbids it); all of
     # them schema-qualify every name instead
-    allowed = {"order_status_rank", "order_status_transition_allowed", "current_run_id", "refresh_for", "drain_staging"}
+    allowed = {"order_status_rank", "order_status_transition_allowed", "current_run_id", "refresh_for", "drain_staging",
+               "kpi_order_contribution", "kpi_session_contribution", "kpi_order_ratios"}
     history = {f"{t}_as_of" for (t,) in fetch(conn, "SELECT table_name FROM globalcart.history_tables()")}
     assert {name for (name,) in unpinned} - allowed == {
         name for (name,) in unpinned if name.startswith("audit_") and name.endswith("_before_update")

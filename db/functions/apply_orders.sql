@@ -12,7 +12,12 @@
 --      (they carry its order_ts) — never a second row; an older one is stale;
 --   6. guarded upsert keyed (order_id, order_ts) (updated_at newer, transition allowed);
 --      BEFORE UPDATE audits; a tombstone sets deleted_at, any later version clears it;
---   7. advance the 'orders' watermark.
+--   7. the directory and the order's own columns in globalcart.kpi_order_state;
+--   8. advance the 'orders' watermark.
+-- Every lookup of a stored order reads one partition: where it is stored (work_orders.stored_ts)
+-- comes from the directory (kpi_order_state); an order id above every stored one cannot be stored
+-- and is looked up nowhere (a seed, a backfill, most new orders: the bulk path); one the directory
+-- does not know but not above them (written outside the refresh) is looked up in every month.
 -- The winners stay in globalcart.work_orders for derive_returned_orders().
 CREATE OR REPLACE FUNCTION globalcart.apply_orders(p_run_id bigint, p_now timestamptz, p_latest_valid timestamptz)
   RETURNS jsonb
@@ -25,6 +30,8 @@ DECLARE
   v_backwards bigint; v_inserted bigint; v_updated bigint; v_applied_max timestamptz;
   v_inferred bigint; v_moved bigint; v_moved_max timestamptz;
   v_months timestamptz[];
+  v_max_stored bigint;   -- the greatest order_id stored: a greater one cannot be
+  v_unknown bigint[];    -- ids the directory does not know, not above it
   v_currencies text[] := ARRAY(SELECT c.currency_code::text FROM globalcart.dim_currency c);
 BEGIN
   SELECT count(*) INTO v_claimed FROM pg_temp.gc_claim_orders;
@@ -98,13 +105,27 @@ BEGIN
          (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at < r.newest)
   INTO v_rejected, v_winners, v_duplicate, v_stale;
 
+  -- Where each order is stored (its partition): the directory, then, for an id it does not know
+  -- that is not above every stored one, every month (a list of ids: each looked up once).
+  v_max_stored := globalcart.bulk_bound((SELECT max(f.order_id) FROM globalcart.fact_orders f));
+  UPDATE globalcart.work_orders w SET stored_ts = s.order_ts
+    FROM globalcart.kpi_order_state s
+   WHERE s.order_id = w.order_id AND w.order_id <= v_max_stored;
+  v_unknown := ARRAY(SELECT w.order_id FROM globalcart.work_orders w WHERE w.stored_ts IS NULL AND w.order_id <= v_max_stored);
+  IF cardinality(v_unknown) > 0 THEN
+    EXECUTE 'UPDATE globalcart.work_orders w SET stored_ts = f.order_ts
+               FROM (SELECT f.order_id, f.order_ts FROM globalcart.fact_orders f WHERE f.order_id = ANY ($1)) AS f
+              WHERE w.order_id = f.order_id'
+      USING v_unknown;
+  END IF;
+
   -- A newer version may not move a stored order backwards or out of CANCELLED; an older version
   -- of an order stored under another order_ts is stale (the upsert, keyed by (order_id,
   -- order_ts), would not see it).
   WITH removed AS (
     DELETE FROM globalcart.work_orders w
     USING globalcart.fact_orders f
-    WHERE f.order_id = w.order_id
+    WHERE w.stored_ts IS NOT NULL AND f.order_id = w.order_id AND f.order_ts = w.stored_ts
       AND ((w.updated_at > f.updated_at AND NOT w.deleted AND f.deleted_at IS NULL
             AND NOT globalcart.order_status_transition_allowed(f.order_status, w.order_status))
            OR (w.order_ts <> f.order_ts AND w.updated_at <= f.updated_at))
@@ -133,7 +154,8 @@ BEGIN
            discount_amount = w.discount_amount, shipping_amount = w.shipping_amount, net_amount = w.net_amount,
            updated_at = w.updated_at, deleted_at = CASE WHEN w.deleted THEN w.updated_at END
       FROM globalcart.work_orders w
-     WHERE t.order_id = w.order_id AND t.order_ts <> w.order_ts AND w.updated_at > t.updated_at
+     WHERE w.stored_ts IS NOT NULL AND t.order_id = w.order_id AND t.order_ts = w.stored_ts AND w.stored_ts <> w.order_ts
+       AND w.updated_at > t.updated_at
     RETURNING t.order_id, t.order_ts, t.updated_at
   ), items AS (
     UPDATE globalcart.fact_order_items c SET order_ts = m.order_ts FROM moved m WHERE c.order_id = m.order_id
@@ -146,10 +168,9 @@ BEGIN
   )
   SELECT count(*), max(m.updated_at) INTO v_moved, v_moved_max FROM moved m;
 
-  -- (a partitioned table cannot say in RETURNING whether a row was inserted: count the stored keys)
-  SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM globalcart.fact_orders f WHERE f.order_id = w.order_id AND f.order_ts = w.order_ts))
-    INTO v_candidates, v_existing
-    FROM globalcart.work_orders w;
+  -- (a partitioned table cannot say in RETURNING whether a row was inserted: count the stored keys —
+  -- each one left is stored under the order_ts of its version now: moved, or stored there already)
+  SELECT count(*), count(w.stored_ts) INTO v_candidates, v_existing FROM globalcart.work_orders w;
 
   WITH upserted AS (
     INSERT INTO globalcart.fact_orders AS t
@@ -173,6 +194,30 @@ BEGIN
   SELECT count(*), max(u.updated_at) INTO v_changed, v_applied_max FROM upserted u;
   v_inserted := v_candidates - v_existing;  -- a key not stored is inserted; the rest of what changed, updated
   v_updated := v_changed - v_inserted;
+
+  -- The directory and the order's own columns of its KPI state, as stored now (the children's sums
+  -- follow at the end of the refresh: kpi_summaries_apply): an order that was not stored is what the
+  -- batch inserted; one that was is read back, from its one partition of fact_orders.
+  INSERT INTO globalcart.kpi_order_state AS s
+         (order_id, order_ts, country_code, channel, currency, order_status, deleted, gross_amount, net_amount,
+          units, refund_amount, delivered_shipments, breached_shipments, payments, failed_payments)
+  SELECT w.order_id, w.order_ts, w.country_code, w.channel, w.currency, w.order_status, w.deleted,
+         w.gross_amount, w.net_amount, 0, 0, 0, 0, 0, 0
+    FROM globalcart.work_orders w
+   WHERE w.stored_ts IS NULL
+  UNION ALL
+  SELECT f.order_id, f.order_ts, f.country_code, f.channel, f.currency, f.order_status, f.deleted_at IS NOT NULL,
+         f.gross_amount, f.net_amount, 0, 0, 0, 0, 0, 0
+    FROM globalcart.work_orders w
+    JOIN globalcart.fact_orders f ON f.order_id = w.order_id AND f.order_ts = w.order_ts
+   WHERE w.stored_ts IS NOT NULL
+  ON CONFLICT (order_id) DO UPDATE
+    SET order_ts = EXCLUDED.order_ts, country_code = EXCLUDED.country_code, channel = EXCLUDED.channel,
+        currency = EXCLUDED.currency, order_status = EXCLUDED.order_status, deleted = EXCLUDED.deleted,
+        gross_amount = EXCLUDED.gross_amount, net_amount = EXCLUDED.net_amount
+    WHERE (s.order_ts, s.country_code, s.channel, s.currency, s.order_status, s.deleted, s.gross_amount, s.net_amount)
+          IS DISTINCT FROM (EXCLUDED.order_ts, EXCLUDED.country_code, EXCLUDED.channel, EXCLUDED.currency,
+                            EXCLUDED.order_status, EXCLUDED.deleted, EXCLUDED.gross_amount, EXCLUDED.net_amount);
 
   PERFORM globalcart.advance_watermark('orders', greatest(v_applied_max, v_moved_max), p_run_id);
   v_updated := v_updated + v_moved;

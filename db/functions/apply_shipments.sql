@@ -19,6 +19,7 @@ DECLARE
   v_candidates bigint; v_existing bigint; v_changed bigint;
   v_claimed bigint; v_rejected bigint; v_winners bigint; v_duplicate bigint; v_stale bigint;
   v_moved bigint; v_orphans bigint; v_deferred bigint; v_inserted bigint; v_updated bigint;
+  v_max_key bigint;  -- the greatest key stored: a greater one cannot be
   v_applied_max timestamptz;
 BEGIN
   SELECT count(*) INTO v_claimed FROM pg_temp.gc_claim_shipments;
@@ -75,12 +76,15 @@ BEGIN
          (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at < r.newest)
   INTO v_rejected, v_winners, v_duplicate, v_stale;
 
+  v_max_key := globalcart.bulk_bound((SELECT max(f.shipment_id) FROM globalcart.fact_shipments f));
+
   -- Never to another order; early-arriving rows wait for their order (orphan after the timeout).
   SELECT h.moved, h.orphans, h.deferred INTO v_moved, v_orphans, v_deferred
     FROM globalcart.hold_early_children('shipments', p_run_id, p_orphan_cutoff) AS h;
 
-  -- (a partitioned table cannot say in RETURNING whether a row was inserted: count the stored keys)
-  SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM globalcart.fact_shipments f WHERE f.order_id = w.order_id AND f.shipment_id = w.shipment_id AND f.order_ts = w.order_ts))
+  -- (a partitioned table cannot say in RETURNING whether a row was inserted: count the stored keys,
+  -- in the order's one partition; a key above every stored one is not looked up)
+  SELECT count(*), count(*) FILTER (WHERE w.shipment_id <= v_max_key AND EXISTS (SELECT 1 FROM globalcart.fact_shipments f WHERE f.order_id = w.order_id AND f.shipment_id = w.shipment_id AND f.order_ts = w.order_ts))
     INTO v_candidates, v_existing
     FROM globalcart.work_shipments w;
 

@@ -2,10 +2,10 @@
 -- partitioned facts (found in the catalog) that lies wholly before cutoff — orders and their
 -- children by their order's order_ts, funnel events by event_ts — and keeps the KPI summaries
 -- equal to a rebuild from what is left: the order buckets of those days go (an order and its
--- children are dropped together), and each session that had an event there has its state
--- recomputed from the events left (kpi_summaries_apply, as after a refresh). Run by
--- globalcart.purge_history() under the refresh's lock when etl_settings 'fact_retention' is an
--- interval. Dropping a partition takes an ACCESS EXCLUSIVE lock on its table for an instant
+-- children are dropped together) and so do those orders' rows of kpi_order_state, and each
+-- session that had an event there has its state recomputed from the events left
+-- (kpi_summaries_apply, as after a refresh). Run by globalcart.purge_history() under the
+-- refresh's lock when etl_settings 'fact_retention' is an interval. Dropping a partition takes an ACCESS EXCLUSIVE lock on its table for an instant
 -- (bounded by lock_timeout). Returns the names of the partitions dropped.
 CREATE OR REPLACE FUNCTION globalcart.drop_old_fact_months(p_cutoff timestamptz)
   RETURNS text[]
@@ -52,6 +52,9 @@ BEGIN
   DELETE FROM globalcart.kpi_order_summary s
    USING unnest(v_order_months) AS m(month)
    WHERE (s.order_day::timestamp AT TIME ZONE 'UTC') <@ m.month;
+  DELETE FROM globalcart.kpi_order_state s  -- (a scan of the state: once a day at most)
+   USING unnest(v_order_months) AS m(month)
+   WHERE s.order_ts <@ m.month;
   PERFORM globalcart.kpi_summaries_apply(p_recompute_sessions => true);
   PERFORM globalcart.drop_work_tables();
   RETURN v_parts;

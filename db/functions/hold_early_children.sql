@@ -2,10 +2,15 @@
 -- children (the sources of globalcart.etl_sources that wait for their order: order_items,
 -- payments, shipments, returns) share, run by their apply_<source>() after dedup, on
 -- globalcart.work_<source>:
---   1. a row whose key is stored under another order is rejected 'order_id_changed'
---      (an item, payment, shipment or return never moves to another order);
---   2. each row takes its order's order_ts (the row's partition, CONTRACT 1); a row whose order
---      is not in fact_orders waits: it goes back into staging as it was
+--   1. each row takes its order's order_ts (the row's partition, CONTRACT 1), from the order
+--      directory (globalcart.kpi_order_state, which apply_orders keeps); an order the directory does
+--      not know and whose id is not above every stored one (written outside the refresh) is looked
+--      up in every month;
+--   2. a row whose key is stored under another order is rejected 'order_id_changed'
+--      (an item, payment, shipment or return never moves to another order): the key is looked up
+--      beside its order, in that order's partition, and only a key not found there and not above
+--      every stored key is looked up in every month (new keys, the most of a batch, need none);
+--   3. a row whose order is not in fact_orders waits: it goes back into staging as it was
 --      staged — same stg_id, so it keeps its place in the queue (earliest staged first), same
 --      ingested_at, so the orphan timeout counts from its first staging — with its deferrals
 --      count raised by one; or, when it was first staged at or before orphan_cutoff (now -
@@ -24,6 +29,8 @@ DECLARE
   v_source globalcart.etl_sources;
   v_columns text;  -- the staging table's business columns
   v_keys bigint[];  -- keys of the batch (key_column) not stored under their order, then those stored elsewhere
+  v_orders bigint[];  -- orders of the batch the directory does not know, not above every stored one
+  v_max_key bigint;   -- the greatest key stored: a greater one cannot be
 BEGIN
   SELECT * INTO STRICT v_source FROM globalcart.etl_sources s WHERE s.source_name = p_source AND s.waits_for_order;
   SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO v_columns
@@ -31,15 +38,38 @@ BEGIN
    WHERE a.attrelid = format('globalcart.%I', v_source.staging_table)::regclass
      AND a.attnum > 0 AND NOT a.attisdropped AND a.attname NOT IN ('stg_id', 'ingested_at', 'deferrals');
 
+  -- each row's order: its order_ts is the row's partition; no order, no order_ts
+  EXECUTE format($sql$
+    UPDATE globalcart.%1$I w SET order_ts = s.order_ts FROM globalcart.kpi_order_state s WHERE s.order_id = w.order_id
+    $sql$, 'work_' || p_source);
+  EXECUTE format($sql$
+    SELECT array_agg(DISTINCT w.order_id) FROM globalcart.%1$I w
+     WHERE w.order_ts IS NULL AND w.order_id <= globalcart.bulk_bound((SELECT max(o.order_id) FROM globalcart.fact_orders o))
+    $sql$, 'work_' || p_source)
+    INTO v_orders;
+  IF v_orders IS NOT NULL THEN  -- (orders written outside the refresh: a list, each looked up once)
+    EXECUTE format($sql$
+      UPDATE globalcart.%1$I w SET order_ts = o.order_ts
+        FROM (SELECT o.order_id, o.order_ts FROM globalcart.fact_orders o WHERE o.order_id = ANY ($1)) AS o
+       WHERE w.order_id = o.order_id
+      $sql$, 'work_' || p_source)
+      USING v_orders;
+  END IF;
+
   -- Keys stored under another order: first the batch's keys not stored under their own order (an
-  -- index probe of the key beside its order_id; on Citus on the shard of that order), then, of
-  -- those, the ones stored at all (by the key's index; on Citus on every shard: the key is not the
-  -- column the facts are distributed by). Lists of keys, not joins, for those two lookups: a key
-  -- is looked up once, whatever the plan (EXECUTE: the lists are constants to the planner).
+  -- index probe of the key beside its order_id, in the order's partition; on Citus on the shard of
+  -- that order), then, of those not above every stored key, the ones stored at all (by the key's
+  -- index in every month; on Citus on every shard: the key is not the column the facts are
+  -- distributed by). Lists of keys, not joins, for those two lookups: a key is looked up once,
+  -- whatever the plan (EXECUTE: the lists are constants to the planner).
+  EXECUTE format('SELECT globalcart.bulk_bound(max(f.%1$I)) FROM globalcart.%2$I f', v_source.key_column, v_source.fact_table)
+    INTO v_max_key;
   EXECUTE format('SELECT array_agg(w.%1$I) FROM globalcart.%2$I w
-                   WHERE NOT EXISTS (SELECT 1 FROM globalcart.%3$I f WHERE f.order_id = w.order_id AND f.%1$I = w.%1$I)',
+                   WHERE w.%1$I <= $1
+                     AND NOT EXISTS (SELECT 1 FROM globalcart.%3$I f
+                                      WHERE f.order_id = w.order_id AND f.%1$I = w.%1$I AND f.order_ts = w.order_ts)',
                  v_source.key_column, 'work_' || p_source, v_source.fact_table)
-    INTO v_keys;
+    INTO v_keys USING v_max_key;
   IF v_keys IS NOT NULL THEN
     EXECUTE format('SELECT array_agg(DISTINCT f.%1$I) FROM globalcart.%2$I f WHERE f.%1$I = ANY ($1)',
                    v_source.key_column, v_source.fact_table)
@@ -55,11 +85,6 @@ BEGIN
     $sql$, 'work_' || p_source, v_source.key_column)
     USING p_run_id, p_source, coalesce(v_keys, '{}');
   GET DIAGNOSTICS moved = ROW_COUNT;
-
-  -- each row's order: its order_ts is the row's partition; no order, no order_ts
-  EXECUTE format($sql$
-    UPDATE globalcart.%1$I w SET order_ts = o.order_ts FROM globalcart.fact_orders o WHERE o.order_id = w.order_id
-    $sql$, 'work_' || p_source);
 
   EXECUTE format($sql$
     WITH waiting AS (

@@ -11,7 +11,7 @@
 -- rather than 'duplicate'.
 --
 -- When it returns, the work tables look as after the fast path: gc_claim_<source> holds
--- the whole claim and work_<source> the winners of every part that was applied. An error
+-- the whole claim and work_<source> one row a key, the newest version a part applied. An error
 -- the rows cannot cause (globalcart.is_row_error) is raised again: the call fails.
 --
 -- Table names come from the registry of sources (globalcart.etl_sources), never from a caller's text.
@@ -26,6 +26,7 @@ AS $$
 DECLARE
   v_claim constant text := 'gc_claim_' || p_source;
   v_win constant text := 'work_' || p_source;  -- (in schema globalcart)
+  v_key text;  -- the source's key (globalcart.etl_sources.key_column)
   v_all constant text := 'gc_isolate_all_' || p_source;    -- the whole claim, set aside
   v_kept constant text := 'gc_isolate_kept_' || p_source;  -- winners of the parts applied
   v_ids bigint[];      -- stg_id of every claimed row, ascending
@@ -37,7 +38,8 @@ DECLARE
   v_sqlstate text;
   v_message text;
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM globalcart.etl_sources s WHERE s.source_name = p_source) THEN
+  SELECT s.key_column INTO v_key FROM globalcart.etl_sources s WHERE s.source_name = p_source;
+  IF v_key IS NULL THEN
     RAISE EXCEPTION 'isolate_failing_rows: unknown source %', quote_literal(p_source) USING ERRCODE = 'GC006';
   END IF;
   EXECUTE format('CREATE TEMPORARY TABLE %I ON COMMIT DROP AS SELECT * FROM pg_temp.%I', v_all, v_claim);
@@ -77,7 +79,11 @@ BEGIN
     END;
   END LOOP;
 
-  EXECUTE format('INSERT INTO globalcart.%I SELECT * FROM pg_temp.%I', v_win, v_kept);
+  -- one row a key, as after the fast path: the newest version of it that a part applied (versions
+  -- of one key in several parts were each applied newest-wins; the KPI summaries count a fresh
+  -- order's children from these rows)
+  EXECUTE format('INSERT INTO globalcart.%1$I SELECT DISTINCT ON (k.%3$I) * FROM pg_temp.%2$I k
+                  ORDER BY k.%3$I, k.updated_at DESC, k.stg_id DESC', v_win, v_kept, v_key);
   EXECUTE format('DELETE FROM pg_temp.%I', v_claim);
   EXECUTE format('INSERT INTO pg_temp.%I SELECT * FROM pg_temp.%I', v_claim, v_all);
   EXECUTE format('DROP TABLE pg_temp.%I, pg_temp.%I', v_all, v_kept);

@@ -1,6 +1,6 @@
 -- globalcart.kpi_from_sums(…): the fourteen KPIs of CONTRACT section 3, in contract order
--- (kpi_order 1-14), from the additive sums they are ratios of — the one place their formulas are
--- written; kpi_values() (a slice, from the summaries) and kpi_values_as_of() (the warehouse at a
+-- (kpi_order 1-14), from the additive sums they are ratios of (the order-grain ratios by
+-- globalcart.kpi_order_ratios, which the kpi_daily view uses too); kpi_values() (a slice, from the summaries) and kpi_values_as_of() (the warehouse at a
 -- time, from the as-of functions) compute the sums and call it. Money is USD. A ratio with a zero
 -- denominator is NULL. The funnel KPIs (11-14) are NULL when p_funnel is false (a slice by
 -- country: a session has none) and absent when fact_funnel_events does not exist. Sums are exact;
@@ -17,19 +17,24 @@ CREATE OR REPLACE FUNCTION globalcart.kpi_from_sums(
   SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_sla numeric := kpi_from_sums.breached_shipments::numeric / nullif(kpi_from_sums.delivered_shipments, 0);
+  r record;  -- the ratios (globalcart.kpi_order_ratios, shared with the kpi_daily view)
 BEGIN
+  SELECT * INTO r
+    FROM globalcart.kpi_order_ratios(kpi_from_sums.orders, kpi_from_sums.net_usd, kpi_from_sums.returned_orders,
+                                     kpi_from_sums.delivered_orders, kpi_from_sums.delivered_shipments,
+                                     kpi_from_sums.breached_shipments, kpi_from_sums.payments,
+                                     kpi_from_sums.failed_payments);
   RETURN QUERY VALUES
     (1, 'orders', kpi_from_sums.orders::numeric),
     (2, 'gmv_usd', trim_scale(kpi_from_sums.gross_usd)),
     (3, 'net_revenue_usd', trim_scale(kpi_from_sums.net_usd - kpi_from_sums.refunds_usd)),
-    (4, 'aov_usd', trim_scale(kpi_from_sums.net_usd) / nullif(kpi_from_sums.orders, 0)),
+    (4, 'aov_usd', r.aov_usd),
     (5, 'units', kpi_from_sums.units::numeric),
-    (6, 'return_rate', kpi_from_sums.returned_orders::numeric / nullif(kpi_from_sums.delivered_orders, 0)),
+    (6, 'return_rate', r.return_rate),
     (7, 'refunds_usd', trim_scale(kpi_from_sums.refunds_usd)),
-    (8, 'sla_breach_rate', v_sla),
-    (9, 'on_time_delivery_rate', 1 - v_sla),
-    (10, 'payment_failure_rate', kpi_from_sums.failed_payments::numeric / nullif(kpi_from_sums.payments, 0));
+    (8, 'sla_breach_rate', r.sla_breach_rate),
+    (9, 'on_time_delivery_rate', r.on_time_delivery_rate),
+    (10, 'payment_failure_rate', r.payment_failure_rate);
 
   IF to_regclass('globalcart.fact_funnel_events') IS NOT NULL THEN
     RETURN QUERY VALUES

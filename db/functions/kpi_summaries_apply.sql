@@ -1,15 +1,19 @@
 -- globalcart.kpi_summaries_apply(recompute_sessions): the second half of keeping the KPI summaries, run by the
 -- refresh after the batch is applied (derived state included), in the same transaction.
---   1. Orders: adds the new contribution of the orders noted by kpi_summaries_begin()
---      (kpi_order_contributions(+1)), sums old and new per bucket and adds the difference to
---      kpi_order_summary; a bucket left with no order is deleted. A late return touches the one
---      bucket of its order.
+--   1. Orders: their state (globalcart.kpi_order_state; apply_orders and derive_returned_orders
+--      wrote the orders' own columns) takes the new sums of the children of the kinds the batch
+--      brought for each order — only those are read, in the order's one partition; with
+--      p_recompute (a revert changed the facts directly) the orders' state is read anew from the
+--      facts, children of every kind. Then the new contribution of the orders noted by
+--      kpi_summaries_begin() (kpi_order_contributions(+1)), summed with the old one per bucket,
+--      is added to kpi_order_summary; a bucket left with no order is deleted. A late return
+--      touches the one bucket of its order.
 --   2. Sessions: the new state of each session the batch appended events to is its old state
 --      (kpi_session_state) merged with those events — first event, flags, greatest cart value
 --      all merge, the funnel being append-only — and its contribution in kpi_funnel_summary moves
---      from its old state's day and channel to its new one's. With p_recompute_sessions (fact
---      retention dropped events), the sessions noted in pg_temp.gc_kpi_sessions are recomputed
---      from the events left instead, and a session with none left is removed.
+--      from its old state's day and channel to its new one's. With p_recompute_sessions (a revert,
+--      or fact retention dropped events), the sessions noted in pg_temp.gc_kpi_sessions are
+--      recomputed from the events left instead, and a session with none left is removed.
 -- Returns the number of summary rows written.
 CREATE OR REPLACE FUNCTION globalcart.kpi_summaries_apply(p_recompute_sessions boolean DEFAULT false)
   RETURNS bigint
@@ -24,6 +28,84 @@ DECLARE
   v_channels text[];
   v_currencies char(3)[];
 BEGIN
+  IF p_recompute_sessions THEN
+    -- (a revert: the touched orders' state from the facts, by order_id — in every month, as a
+    -- revert may move an order back — and every kind of child read again)
+    DELETE FROM globalcart.kpi_order_state s USING globalcart.work_kpi_orders t WHERE s.order_id = t.order_id;
+    INSERT INTO globalcart.kpi_order_state
+           (order_id, order_ts, country_code, channel, currency, order_status, deleted, gross_amount, net_amount,
+            units, refund_amount, delivered_shipments, breached_shipments, payments, failed_payments)
+    SELECT f.order_id, f.order_ts, f.country_code, f.channel, f.currency, f.order_status, f.deleted_at IS NOT NULL,
+           f.gross_amount, f.net_amount, 0, 0, 0, 0, 0, 0
+      FROM globalcart.work_kpi_orders t
+      JOIN globalcart.fact_orders f ON f.order_id = t.order_id;
+    UPDATE globalcart.work_kpi_orders t SET items = true, payments = true, shipments = true, returns = true;
+  END IF;
+
+  -- The children's sums of a fresh order (its id above every one stored before the batch): every
+  -- child it has is one the batch applied, the newest version of its key in the work tables (one
+  -- row a key: isolate_failing_rows keeps it so) — added up from them, no fact read (the bulk path).
+  UPDATE globalcart.kpi_order_state s
+     SET units = x.units, refund_amount = x.refund_amount, delivered_shipments = x.delivered_shipments,
+         breached_shipments = x.breached_shipments, payments = x.payments, failed_payments = x.failed_payments
+    FROM (SELECT c.order_id, sum(c.units) AS units, sum(c.refund_amount) AS refund_amount,
+                 sum(c.delivered) AS delivered_shipments, sum(c.breached) AS breached_shipments,
+                 sum(c.payments) AS payments, sum(c.failed) AS failed_payments
+            FROM (SELECT w.order_id, w.quantity AS units, 0 AS refund_amount, 0 AS delivered, 0 AS breached,
+                         0 AS payments, 0 AS failed
+                    FROM globalcart.work_order_items w WHERE NOT w.deleted
+                  UNION ALL
+                  SELECT w.order_id, 0, CASE WHEN w.return_status = 'REFUNDED' THEN w.refund_amount ELSE 0 END,
+                         0, 0, 0, 0
+                    FROM globalcart.work_returns w WHERE NOT w.deleted
+                  UNION ALL
+                  SELECT w.order_id, 0, 0, (w.delivered_ts IS NOT NULL)::integer,
+                         (w.delivered_ts IS NOT NULL AND w.delivered_ts > w.promised_ts)::integer, 0, 0
+                    FROM globalcart.work_shipments w WHERE NOT w.deleted
+                  UNION ALL
+                  SELECT w.order_id, 0, 0, 0, 0, 1, (w.payment_status = 'FAILED')::integer
+                    FROM globalcart.work_payments w WHERE NOT w.deleted) AS c
+           GROUP BY c.order_id) AS x
+    JOIN globalcart.work_kpi_orders t ON t.order_id = x.order_id AND t.fresh
+   WHERE s.order_id = x.order_id;
+
+  -- The children's sums of an order stored before: the kinds the batch brought, each read again
+  -- in the order's one partition (a kind it did not bring is not read: its sums stand).
+  UPDATE globalcart.kpi_order_state s
+     SET units = x.units, refund_amount = x.refund_amount, delivered_shipments = x.delivered_shipments,
+         breached_shipments = x.breached_shipments, payments = x.payments, failed_payments = x.failed_payments
+    FROM (SELECT o.order_id,
+                 CASE WHEN t.items THEN coalesce(i.units, 0) ELSE o.units END AS units,
+                 CASE WHEN t.returns THEN coalesce(r.refund_amount, 0) ELSE o.refund_amount END AS refund_amount,
+                 CASE WHEN t.shipments THEN coalesce(h.delivered, 0) ELSE o.delivered_shipments END AS delivered_shipments,
+                 CASE WHEN t.shipments THEN coalesce(h.breached, 0) ELSE o.breached_shipments END AS breached_shipments,
+                 CASE WHEN t.payments THEN coalesce(p.payments, 0) ELSE o.payments END AS payments,
+                 CASE WHEN t.payments THEN coalesce(p.failed, 0) ELSE o.failed_payments END AS failed_payments
+            FROM globalcart.work_kpi_orders t
+            JOIN globalcart.kpi_order_state o ON o.order_id = t.order_id
+            LEFT JOIN LATERAL (SELECT sum(fi.quantity) AS units
+                                 FROM globalcart.fact_order_items fi
+                                WHERE t.items AND fi.order_id = o.order_id AND fi.order_ts = o.order_ts
+                                  AND fi.deleted_at IS NULL) AS i ON true
+            LEFT JOIN LATERAL (SELECT sum(fr.refund_amount) FILTER (WHERE fr.return_status = 'REFUNDED') AS refund_amount
+                                 FROM globalcart.fact_returns fr
+                                WHERE t.returns AND fr.order_id = o.order_id AND fr.order_ts = o.order_ts
+                                  AND fr.deleted_at IS NULL) AS r ON true
+            LEFT JOIN LATERAL (SELECT count(*) FILTER (WHERE fs.delivered_ts IS NOT NULL) AS delivered,
+                                      count(*) FILTER (WHERE fs.delivered_ts IS NOT NULL AND fs.sla_breached_flag) AS breached
+                                 FROM globalcart.fact_shipments fs
+                                WHERE t.shipments AND fs.order_id = o.order_id AND fs.order_ts = o.order_ts
+                                  AND fs.deleted_at IS NULL) AS h ON true
+            LEFT JOIN LATERAL (SELECT count(*) AS payments, count(*) FILTER (WHERE fp.payment_status = 'FAILED') AS failed
+                                 FROM globalcart.fact_payments fp
+                                WHERE t.payments AND fp.order_id = o.order_id AND fp.order_ts = o.order_ts
+                                  AND fp.deleted_at IS NULL) AS p ON true
+           WHERE NOT t.fresh AND (t.items OR t.payments OR t.shipments OR t.returns)) AS x
+   WHERE s.order_id = x.order_id
+     AND (s.units, s.refund_amount, s.delivered_shipments, s.breached_shipments, s.payments, s.failed_payments)
+         IS DISTINCT FROM (x.units, x.refund_amount, x.delivered_shipments, x.breached_shipments, x.payments,
+                           x.failed_payments);
+
   PERFORM globalcart.kpi_order_contributions(1);
 
   WITH changes AS (
@@ -125,15 +207,15 @@ BEGIN
       FROM fresh f
   ), changes AS (
     SELECT (m.first_event_ts AT TIME ZONE 'UTC')::date AS session_day, m.channel,
-           sum(m.sign) AS sessions,
-           sum(m.sign * m.purchased::integer) AS purchased_sessions,
-           sum(m.sign * m.carted::integer) AS carted_sessions,
-           sum(m.sign * (m.carted AND NOT m.purchased)::integer) AS abandoned_sessions,
-           sum(m.sign * CASE WHEN m.payment_failed AND NOT m.purchased THEN coalesce(m.max_cart_value_usd, 0) ELSE 0 END)
-             AS lost_failures_usd,
-           sum(m.sign * CASE WHEN m.carted AND NOT m.payment_failed AND NOT m.purchased
-                             THEN coalesce(m.max_cart_value_usd, 0) ELSE 0 END) AS lost_abandonment_usd
+           sum(m.sign * c.sessions) AS sessions,
+           sum(m.sign * c.purchased_sessions) AS purchased_sessions,
+           sum(m.sign * c.carted_sessions) AS carted_sessions,
+           sum(m.sign * c.abandoned_sessions) AS abandoned_sessions,
+           sum(m.sign * c.lost_failures_usd) AS lost_failures_usd,
+           sum(m.sign * c.lost_abandonment_usd) AS lost_abandonment_usd
       FROM moves m
+     CROSS JOIN LATERAL globalcart.kpi_session_contribution(m.purchased, m.carted, m.payment_failed,
+                                                            m.max_cart_value_usd) AS c
      GROUP BY 1, 2
   ), state AS (
     INSERT INTO globalcart.kpi_session_state AS k

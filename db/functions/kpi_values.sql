@@ -9,8 +9,9 @@
 -- Served from the summaries the refresh keeps (kpi_order_summary, kpi_funnel_summary): the whole
 -- UTC days of the range are read from them, so the cost follows the number of days. A bound
 -- that is not a UTC midnight leaves a part of a day at either end, which is computed from the
--- facts (orders by order_ts) and from kpi_session_state (sessions by first event) — an index
--- range of at most a day each. Money is USD with today's dim_currency.usd_rate; a ratio with a
+-- orders of that part (an index range of fact_orders by order_ts) with their state
+-- (kpi_order_state) and from kpi_session_state (sessions by first event), by the same per-order
+-- and per-session rules as the summaries (kpi_order_contribution, kpi_session_contribution). Money is USD with today's dim_currency.usd_rate; a ratio with a
 -- zero denominator is NULL; an empty slice (from_ts not before to_ts, a country or channel with
 -- no data) gives counts and sums 0 and ratios NULL.
 CREATE OR REPLACE FUNCTION globalcart.kpi_values(
@@ -96,56 +97,47 @@ BEGIN
     END IF;
 
     FOREACH v_edge IN ARRAY v_edges LOOP
-      -- orders of part of a day, and their children, straight from the facts
-      SELECT count(*) FILTER (WHERE x.live) AS orders,
-             coalesce(sum(x.gross_amount * x.usd_rate) FILTER (WHERE x.live), 0) AS gross,
-             coalesce(sum(x.net_amount * x.usd_rate) FILTER (WHERE x.live), 0) AS net,
-             coalesce(sum(x.units) FILTER (WHERE x.live), 0)::bigint AS units,
-             count(*) FILTER (WHERE x.order_status = 'RETURNED') AS returned,
-             count(*) FILTER (WHERE x.order_status IN ('DELIVERED', 'COMPLETED', 'RETURNED')) AS delivered,
-             coalesce(sum(x.refund_amount * x.usd_rate), 0) AS refunds,
-             coalesce(sum(x.shipped), 0)::bigint AS shipped,
-             coalesce(sum(x.breached), 0)::bigint AS breached,
-             coalesce(sum(x.payments), 0)::bigint AS payments,
-             coalesce(sum(x.failed), 0)::bigint AS failed
+      -- orders of part of a day (by order_ts, from the facts), each with its children's sums from
+      -- its state (globalcart.kpi_order_state), added up by the per-order rule
+      SELECT coalesce(sum(c.live_orders), 0)::bigint AS orders,
+             coalesce(sum(c.gross_amount * x.usd_rate), 0) AS gross,
+             coalesce(sum(c.net_amount * x.usd_rate), 0) AS net,
+             coalesce(sum(c.units), 0)::bigint AS units,
+             coalesce(sum(c.returned_orders), 0)::bigint AS returned,
+             coalesce(sum(c.delivered_orders), 0)::bigint AS delivered,
+             coalesce(sum(c.refund_amount * x.usd_rate), 0) AS refunds,
+             coalesce(sum(c.delivered_shipments), 0)::bigint AS shipped,
+             coalesce(sum(c.breached_shipments), 0)::bigint AS breached,
+             coalesce(sum(c.payments), 0)::bigint AS payments,
+             coalesce(sum(c.failed_payments), 0)::bigint AS failed
         INTO e
-        FROM (SELECT fo.order_status, fo.order_status <> 'CANCELLED' AS live, fo.gross_amount, fo.net_amount,
-                     c.usd_rate, i.units, r.refund_amount, s.shipped, s.breached, p.payments, p.failed
+        FROM (SELECT s.*, cur.usd_rate
                 FROM globalcart.fact_orders fo
-                JOIN globalcart.dim_currency c ON c.currency_code = fo.currency
-                LEFT JOIN LATERAL (SELECT sum(fi.quantity) AS units FROM globalcart.fact_order_items fi
-                                    WHERE fi.order_id = fo.order_id AND fi.order_ts = fo.order_ts AND fi.deleted_at IS NULL) AS i ON true
-                LEFT JOIN LATERAL (SELECT sum(fr.refund_amount) AS refund_amount FROM globalcart.fact_returns fr
-                                    WHERE fr.order_id = fo.order_id AND fr.order_ts = fo.order_ts AND fr.return_status = 'REFUNDED'
-                                      AND fr.deleted_at IS NULL) AS r ON true
-                LEFT JOIN LATERAL (SELECT count(*) AS shipped, count(*) FILTER (WHERE fs.sla_breached_flag) AS breached
-                                     FROM globalcart.fact_shipments fs
-                                    WHERE fs.order_id = fo.order_id AND fs.order_ts = fo.order_ts AND fs.delivered_ts IS NOT NULL
-                                      AND fs.deleted_at IS NULL) AS s ON true
-                LEFT JOIN LATERAL (SELECT count(*) AS payments, count(*) FILTER (WHERE fp.payment_status = 'FAILED') AS failed
-                                     FROM globalcart.fact_payments fp WHERE fp.order_id = fo.order_id AND fp.order_ts = fo.order_ts
-                                      AND fp.deleted_at IS NULL) AS p ON true
-               WHERE fo.order_ts >= lower(v_edge) AND fo.order_ts < upper(v_edge) AND fo.deleted_at IS NULL
+                JOIN globalcart.kpi_order_state s ON s.order_id = fo.order_id
+                JOIN globalcart.dim_currency cur ON cur.currency_code = s.currency
+               WHERE fo.order_ts >= lower(v_edge) AND fo.order_ts < upper(v_edge)
                  AND (v_country IS NULL OR fo.country_code = v_country)
-                 AND (v_channel IS NULL OR fo.channel = v_channel)) AS x;
+                 AND (v_channel IS NULL OR fo.channel = v_channel)) AS x
+       CROSS JOIN LATERAL globalcart.kpi_order_contribution(x.order_status, x.deleted, x.gross_amount, x.net_amount,
+                                                            x.units, x.refund_amount, x.delivered_shipments,
+                                                            x.breached_shipments, x.payments, x.failed_payments) AS c;
       SELECT o.orders + e.orders AS orders, o.gross + e.gross AS gross, o.net + e.net AS net,
              o.units + e.units AS units, o.returned + e.returned AS returned, o.delivered + e.delivered AS delivered,
              o.refunds + e.refunds AS refunds, o.shipped + e.shipped AS shipped, o.breached + e.breached AS breached,
              o.payments + e.payments AS payments, o.failed + e.failed AS failed
         INTO o;
 
-      -- sessions whose first event is in that part of a day
-      SELECT f.sessions + count(*) AS sessions,
-             f.purchased + count(*) FILTER (WHERE k.purchased) AS purchased,
-             f.carted + count(*) FILTER (WHERE k.carted) AS carted,
-             f.abandoned + count(*) FILTER (WHERE k.carted AND NOT k.purchased) AS abandoned,
-             f.lost_failures + coalesce(sum(k.max_cart_value_usd) FILTER (WHERE k.payment_failed AND NOT k.purchased), 0)
-               AS lost_failures,
-             f.lost_abandonment + coalesce(sum(k.max_cart_value_usd)
-                                             FILTER (WHERE k.carted AND NOT k.payment_failed AND NOT k.purchased), 0)
-               AS lost_abandonment
+      -- sessions whose first event is in that part of a day, added up by the per-session rule
+      SELECT f.sessions + coalesce(sum(c.sessions), 0) AS sessions,
+             f.purchased + coalesce(sum(c.purchased_sessions), 0) AS purchased,
+             f.carted + coalesce(sum(c.carted_sessions), 0) AS carted,
+             f.abandoned + coalesce(sum(c.abandoned_sessions), 0) AS abandoned,
+             f.lost_failures + coalesce(sum(c.lost_failures_usd), 0) AS lost_failures,
+             f.lost_abandonment + coalesce(sum(c.lost_abandonment_usd), 0) AS lost_abandonment
         INTO f
         FROM globalcart.kpi_session_state k
+       CROSS JOIN LATERAL globalcart.kpi_session_contribution(k.purchased, k.carted, k.payment_failed,
+                                                              k.max_cart_value_usd) AS c
        WHERE k.first_event_ts >= lower(v_edge) AND k.first_event_ts < upper(v_edge)
          AND (v_channel IS NULL OR k.channel = v_channel);
     END LOOP;

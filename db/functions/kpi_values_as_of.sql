@@ -22,25 +22,24 @@ BEGIN
       HINT = 'e.g. SELECT * FROM globalcart.kpi_values_as_of(now() - interval ''1 day'');';
   END IF;
 
-  SELECT count(*) FILTER (WHERE x.live) AS orders,
-         coalesce(sum(x.gross_amount * x.usd_rate) FILTER (WHERE x.live), 0) AS gross,
-         coalesce(sum(x.net_amount * x.usd_rate) FILTER (WHERE x.live), 0) AS net,
-         coalesce(sum(x.units) FILTER (WHERE x.live), 0)::bigint AS units,
-         count(*) FILTER (WHERE x.alive AND x.order_status = 'RETURNED') AS returned,
-         count(*) FILTER (WHERE x.alive AND x.order_status IN ('DELIVERED', 'COMPLETED', 'RETURNED')) AS delivered,
-         coalesce(sum(x.refund_amount * x.usd_rate) FILTER (WHERE x.alive), 0) AS refunds,
-         coalesce(sum(x.shipped) FILTER (WHERE x.alive), 0)::bigint AS shipped,
-         coalesce(sum(x.breached) FILTER (WHERE x.alive), 0)::bigint AS breached,
-         coalesce(sum(x.payments) FILTER (WHERE x.alive), 0)::bigint AS payments,
-         coalesce(sum(x.failed) FILTER (WHERE x.alive), 0)::bigint AS failed
+  -- each order as of then, with its children's sums (deleted children left out), added up by the
+  -- per-order rule (globalcart.kpi_order_contribution, as the summaries are)
+  SELECT coalesce(sum(c.live_orders), 0)::bigint AS orders,
+         coalesce(sum(c.gross_amount * x.usd_rate), 0) AS gross,
+         coalesce(sum(c.net_amount * x.usd_rate), 0) AS net,
+         coalesce(sum(c.units), 0)::bigint AS units,
+         coalesce(sum(c.returned_orders), 0)::bigint AS returned,
+         coalesce(sum(c.delivered_orders), 0)::bigint AS delivered,
+         coalesce(sum(c.refund_amount * x.usd_rate), 0) AS refunds,
+         coalesce(sum(c.delivered_shipments), 0)::bigint AS shipped,
+         coalesce(sum(c.breached_shipments), 0)::bigint AS breached,
+         coalesce(sum(c.payments), 0)::bigint AS payments,
+         coalesce(sum(c.failed_payments), 0)::bigint AS failed
     INTO o
-    -- Deleted rows count nothing: left out inside the aggregates, never by a WHERE on a fact (the
-    -- planner has no statistics on deleted_at in a fresh partition and would guess 0.5 % of its rows)
-    FROM (SELECT fo.order_status, fo.deleted_at IS NULL AS alive,
-                 fo.deleted_at IS NULL AND fo.order_status <> 'CANCELLED' AS live, fo.gross_amount, fo.net_amount,
-                 c.usd_rate, i.units, r.refund_amount, s.shipped, s.breached, p.payments, p.failed
+    FROM (SELECT fo.order_status, fo.deleted_at IS NOT NULL AS deleted, fo.gross_amount, fo.net_amount, cur.usd_rate,
+                 i.units, r.refund_amount, s.shipped, s.breached, p.payments, p.failed
             FROM globalcart.fact_orders_as_of(kpi_values_as_of.at) fo
-            JOIN globalcart.dim_currency_as_of(kpi_values_as_of.at) c ON c.currency_code = fo.currency
+            JOIN globalcart.dim_currency_as_of(kpi_values_as_of.at) cur ON cur.currency_code = fo.currency
             LEFT JOIN (SELECT fi.order_id, sum(fi.quantity) FILTER (WHERE fi.deleted_at IS NULL) AS units
                          FROM globalcart.fact_order_items_as_of(kpi_values_as_of.at) fi
                         GROUP BY fi.order_id) AS i ON i.order_id = fo.order_id
@@ -56,24 +55,27 @@ BEGIN
             LEFT JOIN (SELECT fp.order_id, count(*) FILTER (WHERE fp.deleted_at IS NULL) AS payments,
                               count(*) FILTER (WHERE fp.deleted_at IS NULL AND fp.payment_status = 'FAILED') AS failed
                          FROM globalcart.fact_payments_as_of(kpi_values_as_of.at) fp
-                        GROUP BY fp.order_id) AS p ON p.order_id = fo.order_id) AS x;
+                        GROUP BY fp.order_id) AS p ON p.order_id = fo.order_id) AS x
+   CROSS JOIN LATERAL globalcart.kpi_order_contribution(x.order_status, x.deleted, x.gross_amount, x.net_amount, x.units,
+                                                        x.refund_amount, x.shipped, x.breached, x.payments, x.failed) AS c;
 
-  -- sessions: each one's first event (its channel), flags and greatest cart value, as in
-  -- rebuild_kpi_summaries, over the events of that time
-  SELECT count(*) AS sessions,
-         count(*) FILTER (WHERE k.purchased) AS purchased,
-         count(*) FILTER (WHERE k.carted) AS carted,
-         count(*) FILTER (WHERE k.carted AND NOT k.purchased) AS abandoned,
-         coalesce(sum(k.max_cart_value_usd) FILTER (WHERE k.payment_failed AND NOT k.purchased), 0) AS lost_failures,
-         coalesce(sum(k.max_cart_value_usd) FILTER (WHERE k.carted AND NOT k.payment_failed AND NOT k.purchased), 0)
-           AS lost_abandonment
+  -- sessions: each one's flags and greatest cart value over the events of that time, added up by
+  -- the per-session rule (globalcart.kpi_session_contribution)
+  SELECT coalesce(sum(c.sessions), 0)::bigint AS sessions,
+         coalesce(sum(c.purchased_sessions), 0)::bigint AS purchased,
+         coalesce(sum(c.carted_sessions), 0)::bigint AS carted,
+         coalesce(sum(c.abandoned_sessions), 0)::bigint AS abandoned,
+         coalesce(sum(c.lost_failures_usd), 0) AS lost_failures,
+         coalesce(sum(c.lost_abandonment_usd), 0) AS lost_abandonment
     INTO f
     FROM (SELECT bool_or(e.event_type = 'PURCHASE') AS purchased,
                  bool_or(e.event_type = 'ADD_TO_CART') AS carted,
                  bool_or(e.event_type = 'PAYMENT_FAILED') AS payment_failed,
                  max(e.cart_value_usd) AS max_cart_value_usd
             FROM globalcart.fact_funnel_events_as_of(kpi_values_as_of.at) e
-           GROUP BY e.session_id) AS k;
+           GROUP BY e.session_id) AS k
+   CROSS JOIN LATERAL globalcart.kpi_session_contribution(k.purchased, k.carted, k.payment_failed,
+                                                          k.max_cart_value_usd) AS c;
 
   RETURN QUERY
     SELECT * FROM globalcart.kpi_from_sums(o.orders, o.gross, o.net, o.units, o.returned, o.delivered, o.refunds,

@@ -15,7 +15,8 @@
 --                         pipeline_health; what the scheduled
 --                         jobs' commands call (job_statement_timeout())
 --   globalcart_reader     SELECT on dimensions, facts, kpi_* (snapshots, summaries, kpi_daily),
---                         pipeline_health; kpi_values(), kpi_values_as_of(), compare_kpis()
+--                         pipeline_health; kpi_values(), kpi_values_as_of(), compare_kpis(), and
+--                         the KPI rules those inline (kpi_order_contribution, …)
 --   globalcart_auditor    globalcart_reader's (it is a member), plus SELECT on audit tables and
 --                         etl_rejects, and the history read from them: <table>_as_of() of each
 --                         table with history, order_timeline()
@@ -92,6 +93,11 @@ BEGIN
   GRANT EXECUTE ON FUNCTION globalcart.kpi_from_sums(bigint, numeric, numeric, bigint, bigint, bigint, numeric, bigint,
                                                      bigint, bigint, bigint, bigint, bigint, bigint, bigint, numeric,
                                                      numeric, boolean) TO globalcart_reader;
+  GRANT EXECUTE ON FUNCTION globalcart.kpi_order_contribution(text, boolean, numeric, numeric, bigint, numeric, bigint,
+                                                              bigint, bigint, bigint) TO globalcart_reader;
+  GRANT EXECUTE ON FUNCTION globalcart.kpi_session_contribution(boolean, boolean, boolean, numeric) TO globalcart_reader;
+  GRANT EXECUTE ON FUNCTION globalcart.kpi_order_ratios(bigint, numeric, bigint, bigint, bigint, bigint, bigint, bigint)
+    TO globalcart_reader;
   GRANT EXECUTE ON FUNCTION globalcart.kpi_values_as_of(timestamptz) TO globalcart_reader;
   GRANT EXECUTE ON FUNCTION globalcart.compare_kpis(text, text) TO globalcart_reader;
 

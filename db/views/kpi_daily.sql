@@ -1,7 +1,8 @@
 -- globalcart.kpi_daily (CONTRACT 3, "KPIs by slice"): one row per UTC day of order_ts × country
 -- × channel with the order-grain KPIs (1-10) of the orders of that day, for BI tools, read from
 -- globalcart.kpi_order_summary (the refresh keeps it): as cheap as the number of days. Money in
--- USD with today's dim_currency.usd_rate; ratios NULL on an empty denominator. The counts beside
+-- USD with today's dim_currency.usd_rate; ratios NULL on an empty denominator, by the same formulas
+-- as every KPI read (globalcart.kpi_order_ratios). The counts beside
 -- the ratios (delivered_orders, delivered_shipments, payments, …) let a BI tool add days up
 -- into weeks or months correctly (sum the counts, then divide), never by averaging ratios.
 CREATE OR REPLACE VIEW globalcart.kpi_daily AS
@@ -26,15 +27,19 @@ SELECT d.order_day AS day, d.country_code, d.channel,
        d.orders,
        d.gmv_usd,
        trim_scale(d.net_usd - d.refunds_usd) AS net_revenue_usd,
-       d.net_usd / nullif(d.orders, 0) AS aov_usd,
+       r.aov_usd,
        d.units,
-       d.returned_orders::numeric / nullif(d.delivered_orders, 0) AS return_rate,
+       r.return_rate,
        d.refunds_usd,
-       d.breached_shipments::numeric / nullif(d.delivered_shipments, 0) AS sla_breach_rate,
-       1 - d.breached_shipments::numeric / nullif(d.delivered_shipments, 0) AS on_time_delivery_rate,
-       d.failed_payments::numeric / nullif(d.payments, 0) AS payment_failure_rate,
+       r.sla_breach_rate,
+       r.on_time_delivery_rate,
+       r.payment_failure_rate,
        d.net_usd, d.returned_orders, d.delivered_orders, d.delivered_shipments, d.breached_shipments,
        d.payments, d.failed_payments
-  FROM d;
+  FROM d
+ CROSS JOIN LATERAL globalcart.kpi_order_ratios(d.orders::bigint, d.net_usd, d.returned_orders::bigint,
+                                                d.delivered_orders::bigint, d.delivered_shipments::bigint,
+                                                d.breached_shipments::bigint, d.payments::bigint,
+                                                d.failed_payments::bigint) AS r;
 COMMENT ON VIEW globalcart.kpi_daily IS
   'Order-grain KPIs (1-10 of CONTRACT 3) per UTC day of order_ts, country and channel, in USD, with the counts behind each ratio; read from kpi_order_summary.';
