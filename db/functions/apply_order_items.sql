@@ -70,10 +70,12 @@ BEGIN
   ), winners AS (
     INSERT INTO globalcart.work_order_items
            (order_item_id, order_id, product_id, quantity, unit_price, discount_amount, line_amount,
-            updated_at, stg_id, ingested_at, deferrals, deleted)
+            updated_at, stg_id, ingested_at, deferrals, deleted, order_ts)
     SELECT r.order_item_id, r.order_id, r.product_id, r.quantity, r.unit_price, r.discount_amount,
-           r.line_amount, r.updated_at, r.stg_id, r.ingested_at, r.deferrals, r.deleted
-    FROM ranked r WHERE r.rn = 1
+           r.line_amount, r.updated_at, r.stg_id, r.ingested_at, r.deferrals, r.deleted,
+           s.order_ts  -- its order's partition, from the order directory (NULL: not stored)
+    FROM ranked r LEFT JOIN globalcart.kpi_order_state s ON s.order_id = r.order_id
+    WHERE r.rn = 1
     RETURNING 1
   )
   SELECT (SELECT count(*) FROM rejects), (SELECT count(*) FROM winners),
