@@ -225,7 +225,7 @@ def test_distribute_lays_out_the_warehouse_keeps_every_row_and_audits_once(clust
 
     result = run_cli("distribute", dsn=dsn)
     assert result.returncode == 0, result.stderr
-    assert "distributed: 23 table(s) now, 0 already; the rest stays local" in result.stdout
+    assert "distributed: 24 table(s) now, 0 already; the rest stays local" in result.stdout
 
     with psycopg.connect(dsn) as conn:
         placed = {

@@ -120,9 +120,13 @@ def summary_rows(conn) -> dict:
 
 
 def assert_summaries_equal_a_rebuild(conn, where: str) -> None:
+    conn.commit()  # (the caller's refresh, committed: on Citus its writes are read by this role next)
     kept = summary_rows(conn)
     conn.commit()
     with conn.transaction():
+        # (as the owner, the role rebuild_kpi_summaries writes as: on Citus a transaction may not read
+        # a distributed table's placements, kpi_order_state's, that another role wrote in it)
+        conn.execute("SET LOCAL ROLE globalcart_owner")
         conn.execute("SELECT globalcart.rebuild_kpi_summaries()")
         rebuilt = summary_rows(conn)
         raise psycopg.Rollback()

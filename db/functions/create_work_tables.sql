@@ -36,10 +36,18 @@ BEGIN
     END IF;
   END LOOP;
   -- emptied by DELETE, not TRUNCATE: a TRUNCATE makes new files for each table (and on Citus for
-  -- each shard, in a distributed transaction), which costs a small call more than the call itself
-  DELETE FROM globalcart.work_kpi_orders;
-  FOR v_table IN SELECT 'work_' || s.source_name FROM globalcart.etl_sources s ORDER BY s.apply_order LOOP
-    EXECUTE format('DELETE FROM globalcart.%I', v_table);
+  -- each shard, in a distributed transaction), which costs a small call more than the call itself.
+  -- But a table a large batch filled (a seed's, a backlog's) is truncated: DELETE would leave its
+  -- pages, and every later call would read them all until a VACUUM (on Citus the coordinator's
+  -- table is an empty shell: it is always DELETEd)
+  FOR v_table IN SELECT 'work_kpi_orders' UNION ALL
+                 SELECT * FROM (SELECT 'work_' || s.source_name FROM globalcart.etl_sources s ORDER BY s.apply_order) AS t
+  LOOP
+    IF pg_catalog.pg_relation_size(format('globalcart.%I', v_table)::regclass) > 1048576 THEN
+      EXECUTE format('TRUNCATE globalcart.%I', v_table);
+    ELSE
+      EXECUTE format('DELETE FROM globalcart.%I', v_table);
+    END IF;
   END LOOP;
   FOR v_source IN SELECT * FROM globalcart.etl_sources s ORDER BY s.apply_order LOOP
     EXECUTE format('CREATE TEMPORARY TABLE %I (LIKE globalcart.%I) ON COMMIT DROP',
