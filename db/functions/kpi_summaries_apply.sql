@@ -175,16 +175,16 @@ BEGIN
            coalesce(o.carted, false) OR b.carted,
            coalesce(o.payment_failed, false) OR b.payment_failed,
            greatest(o.max_cart_value_usd, b.max_cart_value_usd)
-      FROM (SELECT w.session_id,
-                   min(w.event_ts) AS first_event_ts,
-                   (array_agg(w.event_id ORDER BY w.event_ts, w.event_id))[1] AS first_event_id,
-                   (array_agg(w.channel ORDER BY w.event_ts, w.event_id))[1] AS channel,
-                   bool_or(w.event_type = 'PURCHASE') AS purchased,
-                   bool_or(w.event_type = 'ADD_TO_CART') AS carted,
-                   bool_or(w.event_type = 'PAYMENT_FAILED') AS payment_failed,
-                   max(w.cart_value_usd) AS max_cart_value_usd
+      -- (each session's first event and, over all its events, the flags: one sort of the batch)
+      FROM (SELECT DISTINCT ON (w.session_id) w.session_id,
+                   w.event_ts AS first_event_ts, w.event_id AS first_event_id, w.channel,
+                   bool_or(w.event_type = 'PURCHASE') OVER s AS purchased,
+                   bool_or(w.event_type = 'ADD_TO_CART') OVER s AS carted,
+                   bool_or(w.event_type = 'PAYMENT_FAILED') OVER s AS payment_failed,
+                   max(w.cart_value_usd) OVER s AS max_cart_value_usd
               FROM globalcart.work_funnel_events w
-             GROUP BY w.session_id) AS b
+            WINDOW s AS (PARTITION BY w.session_id)
+             ORDER BY w.session_id, w.event_ts, w.event_id) AS b
       LEFT JOIN globalcart.kpi_session_state o ON o.session_id = b.session_id;
     INSERT INTO pg_temp.gc_kpi_sessions (session_id) SELECT n.session_id FROM pg_temp.gc_kpi_session_new n;
   END IF;
