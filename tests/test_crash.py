@@ -13,6 +13,7 @@ import psycopg
 import pytest
 from helpers import fetch, item, order, refresh, scalar, stage, stage_orders_in_bulk, ts
 from servers import start_test_server
+from test_kpi_summaries import assert_summaries_equal_a_rebuild
 
 from driver.embedded import EmbeddedServer
 from driver.migrate import migrate
@@ -103,6 +104,9 @@ def _assert_nothing_applied_twice_or_lost(dsn: str) -> None:
         assert scalar(conn, "SELECT count(*) FROM globalcart.stg_orders") == ORDERS
         assert scalar(conn, "SELECT count(*) FROM globalcart.stg_order_items") == ORDERS
         assert scalar(conn, "SELECT count(*) FROM globalcart.etl_rejects") == 0
+        # the batch of new orders (ids above every stored one: the bulk path) left nothing in the
+        # order directory and KPI state either
+        assert fetch(conn, "SELECT order_id, units FROM globalcart.kpi_order_state") == [(1, 2)]
 
         summary = refresh(conn)
         assert (summary["orders"]["inserted"], summary["order_items"]["inserted"]) == (ORDERS, ORDERS)
@@ -111,6 +115,8 @@ def _assert_nothing_applied_twice_or_lost(dsn: str) -> None:
         assert scalar(conn, "SELECT count(*) FROM globalcart.fact_order_items") == ORDERS + 1
         assert scalar(conn, "SELECT count(*) FROM globalcart.stg_orders") == 0
         assert refresh(conn)["run_id"] is None  # nothing left, nothing applied twice
+        assert scalar(conn, "SELECT count(*) FROM globalcart.kpi_order_state") == ORDERS + 1
+        assert_summaries_equal_a_rebuild(conn, "after the crash and the next call")
 
 
 def test_refresh_backend_killed_with_sigkill(crash_server):
