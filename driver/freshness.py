@@ -137,7 +137,8 @@ class Sustained:
     stopped: str = ""  # why the search stopped
 
     def rows(self) -> list[list[str]]:
-        return [[f"{rate:,}", f"{done:,.0f}", "not all visible" if p95 == float("inf") else f"{p95:.2f} s",
+        return [[f"{rate:,}", "—" if done != done else f"{done:,.0f}",  # (NaN: the run did not complete)
+                 "not all visible" if p95 == float("inf") else f"{p95:.2f} s",
                  "held" if p95 <= self.limit_p95 else "not held"] for rate, done, p95 in self.steps]  # fmt: skip
 
 
@@ -158,7 +159,8 @@ def sustained_rate(dsn: str, seconds: float, start: int, seed: int, limit_p95: f
             done, p95 = float("nan"), float("inf")
         result.steps.append((rate, done, p95))
         if p95 > limit_p95:
-            result.stopped = f"{rate:,} orders/s: p95 above {limit_p95:g} s"
+            result.stopped = (f"{rate:,} orders/s: " + ("orders not visible 20 s after the producer stopped"
+                              if p95 == float("inf") else f"p95 above {limit_p95:g} s"))  # fmt: skip
             break
         result.held = rate
         if done < 0.9 * rate:

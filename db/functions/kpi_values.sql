@@ -11,9 +11,10 @@
 -- that is not a UTC midnight leaves a part of a day at either end, which is computed from the
 -- orders of that part (an index range of fact_orders by order_ts) with their state
 -- (kpi_order_state) and from kpi_session_state (sessions by first event), by the same per-order
--- and per-session rules as the summaries (kpi_order_contribution, kpi_session_contribution). Money is USD with today's dim_currency.usd_rate; a ratio with a
--- zero denominator is NULL; an empty slice (from_ts not before to_ts, a country or channel with
--- no data) gives counts and sums 0 and ratios NULL.
+-- and per-session rules as the summaries (kpi_order_contribution, kpi_session_contribution).
+-- Money is USD with today's dim_currency.usd_rate; a ratio with a zero denominator is NULL; an
+-- empty slice (from_ts not before to_ts, a country or channel with no data) gives counts and sums
+-- 0 and ratios NULL.
 CREATE OR REPLACE FUNCTION globalcart.kpi_values(
     from_ts timestamptz DEFAULT NULL, to_ts timestamptz DEFAULT NULL,
     country_code char(2) DEFAULT NULL, channel text DEFAULT NULL)
