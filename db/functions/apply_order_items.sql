@@ -87,7 +87,7 @@ BEGIN
 
   -- Never to another order; early-arriving rows wait for their order (orphan after the timeout).
   SELECT h.moved, h.orphans, h.deferred INTO v_moved, v_orphans, v_deferred
-    FROM globalcart.hold_early_children('order_items', p_run_id, p_orphan_cutoff) AS h;
+    FROM globalcart.hold_early_children('order_items', p_run_id, p_orphan_cutoff, v_max_key) AS h;
 
   v_inferred := globalcart.add_inferred_products(ARRAY(SELECT w.product_id FROM globalcart.work_order_items w), p_now);
 

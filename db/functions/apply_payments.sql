@@ -83,7 +83,7 @@ BEGIN
 
   -- Never to another order; early-arriving rows wait for their order (orphan after the timeout).
   SELECT h.moved, h.orphans, h.deferred INTO v_moved, v_orphans, v_deferred
-    FROM globalcart.hold_early_children('payments', p_run_id, p_orphan_cutoff) AS h;
+    FROM globalcart.hold_early_children('payments', p_run_id, p_orphan_cutoff, v_max_key) AS h;
 
   -- (a partitioned table cannot say in RETURNING whether a row was inserted: count the stored keys,
   -- in the order's one partition; a key above every stored one is not looked up)

@@ -1,4 +1,4 @@
--- globalcart.hold_early_children(source, run_id, orphan_cutoff): the step that the order-grain
+-- globalcart.hold_early_children(source, run_id, orphan_cutoff, max_key): the step that the order-grain
 -- children (the sources of globalcart.etl_sources that wait for their order: order_items,
 -- payments, shipments, returns) share, run by their apply_<source>() after dedup, on
 -- globalcart.work_<source>:
@@ -15,10 +15,12 @@
 --      ingested_at, so the orphan timeout counts from its first staging — with its deferrals
 --      count raised by one; or, when it was first staged at or before orphan_cutoff (now -
 --      etl_settings 'orphan_timeout'), it is rejected 'orphan'.
--- Both leave work_<source> with only the rows to upsert. Two set-based statements; the
--- table names differ per source, hence format() (names from the registry, quoted with %I).
+-- They leave work_<source> with only the rows to upsert; the table names differ per source, hence
+-- format() (names from the registry, quoted with %I). max_key is the greatest key stored
+-- (globalcart.bulk_bound of it), which the caller reads once for its own count of stored keys too:
+-- a greater key is looked up nowhere.
 CREATE OR REPLACE FUNCTION globalcart.hold_early_children(
-    p_source text, p_run_id bigint, p_orphan_cutoff timestamptz,
+    p_source text, p_run_id bigint, p_orphan_cutoff timestamptz, p_max_key bigint,
     OUT moved bigint, OUT orphans bigint, OUT deferred bigint)
   LANGUAGE plpgsql
   SET search_path = pg_catalog, pg_temp
@@ -30,7 +32,6 @@ DECLARE
   v_columns text;  -- the staging table's business columns
   v_keys bigint[];  -- keys of the batch (key_column) not stored under their order, then those stored elsewhere
   v_orders bigint[];  -- orders of the batch the directory does not know, not above every stored one
-  v_max_key bigint;   -- the greatest key stored: a greater one cannot be
 BEGIN
   SELECT * INTO STRICT v_source FROM globalcart.etl_sources s WHERE s.source_name = p_source AND s.waits_for_order;
   SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO v_columns
@@ -61,14 +62,12 @@ BEGIN
   -- index in every month; on Citus on every shard: the key is not the column the facts are
   -- distributed by). Lists of keys, not joins, for those two lookups: a key is looked up once,
   -- whatever the plan (EXECUTE: the lists are constants to the planner).
-  EXECUTE format('SELECT globalcart.bulk_bound(max(f.%1$I)) FROM globalcart.%2$I f', v_source.key_column, v_source.fact_table)
-    INTO v_max_key;
   EXECUTE format('SELECT array_agg(w.%1$I) FROM globalcart.%2$I w
                    WHERE w.%1$I <= $1
                      AND NOT EXISTS (SELECT 1 FROM globalcart.%3$I f
                                       WHERE f.order_id = w.order_id AND f.%1$I = w.%1$I AND f.order_ts = w.order_ts)',
                  v_source.key_column, 'work_' || p_source, v_source.fact_table)
-    INTO v_keys USING v_max_key;
+    INTO v_keys USING p_max_key;
   IF v_keys IS NOT NULL THEN
     EXECUTE format('SELECT array_agg(DISTINCT f.%1$I) FROM globalcart.%2$I f WHERE f.%1$I = ANY ($1)',
                    v_source.key_column, v_source.fact_table)
@@ -104,5 +103,5 @@ BEGIN
     USING p_run_id, p_source, p_orphan_cutoff;
 END;
 $$;
-COMMENT ON FUNCTION globalcart.hold_early_children(text, bigint, timestamptz) IS
+COMMENT ON FUNCTION globalcart.hold_early_children(text, bigint, timestamptz, bigint) IS
   'Refresh step shared by the order-grain children: reject keys moved to another order, defer rows whose order has not arrived (orphan once first staged at or before the cutoff).';
