@@ -24,7 +24,8 @@
    rate, staged commit -> visible in fact_orders, p50 / p95 / max, with the follow loop
    (refresh_for; goal p95 <= 2 s) and with the plain pg_cron schedule (every minute).
 6. The sustained rate on the large warehouse: the producer's rate doubled (from 1,000 orders a
-   second) while follow mode keeps p95 staged -> visible within 5 s for a minute at each rate.
+   second) while follow mode keeps p95 staged -> visible within 5 s for a minute at each rate,
+   then two more rates that halve the gap between the highest that held and the lowest that failed.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ class Figures:
             text += (
                 f"\n\nsustained rate, {self.large_orders:,}-order warehouse, follow mode: orders a second (with items "
                 f"and payments) committed for {held.seconds:.0f} s at each rate, doubled while p95 staged -> visible "
-                f"<= {held.limit_p95:g} s\n"
+                f"<= {held.limit_p95:g} s, then the gap to the first rate that failed halved twice\n"
                 + render_table(["rate asked", "orders/s committed", "p95", ""], held.rows())
                 + f"\n  highest rate held: {held.held:,} orders/s ({held.stopped})"
             )

@@ -683,7 +683,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--sustained-seconds", type=_count, default=60, metavar="S",
                    help="seconds at each rate of the sustained-rate search (the producer's rate doubled while follow "
-                   "mode keeps p95 staged -> visible within 5 s); 0 skips it (default: 60)")  # fmt: skip
+                   "mode keeps p95 staged -> visible within 5 s, then the gap to the first rate that failed halved "
+                   "twice); 0 skips it (default: 60)")  # fmt: skip
     p.add_argument("--sustained-from", type=_count, default=1000, metavar="N",
                    help="the sustained-rate search's first rate, orders a second (default: 1000)")  # fmt: skip
     p.add_argument("--citus", action="store_true",

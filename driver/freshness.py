@@ -143,30 +143,59 @@ class Sustained:
 
 
 def sustained_rate(dsn: str, seconds: float, start: int, seed: int, limit_p95: float = 5.0, steps: int = 6,
-                   log: Callable[[str], None] = print) -> Sustained:  # fmt: skip
-    """Follow mode under a producer committing ``start`` orders a second (with items and payments) for
-    ``seconds``, then twice that, and so on (at most ``steps`` rates) until p95 staged -> visible
-    exceeds ``limit_p95``, an order is not visible in time, or the producer itself cannot commit
-    at the rate asked (then the figure is the producer's limit, and says so)."""
-    result = Sustained(limit_p95, seconds, [])
-    rate = start
-    for step in range(steps):
+                   refine: int = 2, log: Callable[[str], None] = print) -> Sustained:  # fmt: skip
+    """Follow mode under a producer committing orders (with items and payments) for ``seconds`` at
+    each rate of ``search_rate``."""
+
+    def attempt(rate: int, step: int) -> tuple[float, float]:
         try:
             figure = measure(dsn, "follow", seconds, rate, seed + step, log)
-            done, p95 = figure.orders / seconds, figure.p95
+            return figure.orders / seconds, figure.p95
         except FreshnessIncomplete as exc:
             log(str(exc))
-            done, p95 = float("nan"), float("inf")
+            return float("nan"), float("inf")
+
+    return search_rate(attempt, Sustained(limit_p95, seconds, []), start, steps, refine)
+
+
+def search_rate(attempt: Callable[[int, int], tuple[float, float]], result: Sustained, start: int, steps: int,
+                refine: int) -> Sustained:  # fmt: skip
+    """``start`` orders a second, then twice that, and so on (at most ``steps`` rates) until p95
+    staged -> visible exceeds the limit, an order is not visible in time (p95 infinite), or the
+    producer itself cannot commit at the rate asked (then the figure is the producer's limit, and
+    says so). Then, between the highest rate held and the lowest that failed, ``refine`` more rates
+    each halve the gap (rounded to hundreds). ``attempt(rate, step)`` runs one rate and returns
+    (orders a second committed, p95)."""
+
+    def run(rate: int, step: int) -> bool:
+        done, p95 = attempt(rate, step)
         result.steps.append((rate, done, p95))
-        if p95 > limit_p95:
-            result.stopped = (f"{rate:,} orders/s: " + ("orders not visible 20 s after the producer stopped"
-                              if p95 == float("inf") else f"p95 above {limit_p95:g} s"))  # fmt: skip
-            break
+        if p95 > result.limit_p95:
+            why = "orders not visible 20 s after the producer stopped" if p95 == float("inf") else "p95 above"
+            result.stopped = f"{rate:,} orders/s: {why}" + (f" {result.limit_p95:g} s" if p95 != float("inf") else "")
+            return False
         result.held = rate
         if done < 0.9 * rate:
             result.stopped = f"the producer committed {done:,.0f} of the {rate:,} orders/s asked (its own limit)"
-            break
-        rate *= 2
-    else:
-        result.stopped = f"the last rate tried ({rate // 2:,} orders/s) held"
+            raise StopIteration
+        return True
+
+    rate = start
+    try:
+        for step in range(steps):
+            if not run(rate, step):
+                break
+            rate *= 2
+        else:
+            result.stopped = f"the last rate tried ({rate // 2:,} orders/s) held"
+            return result
+        failed = rate  # the lowest rate that did not hold
+        for step in range(steps, steps + refine):
+            rate = int(round((result.held + failed) / 2, -2))
+            if not result.held < rate < failed:
+                break
+            if not run(rate, step):
+                failed = rate
+    except StopIteration:
+        pass
     return result

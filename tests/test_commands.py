@@ -158,3 +158,34 @@ def test_bench_prints_its_figures():
     # the sustained-rate search: 100 orders/s held (and doubled from there) on so small a warehouse
     assert re.search(r"^  highest rate held: [1-9][0-9,]* orders/s", result.stdout, re.M), result.stdout
     assert re.search(r"^100 +[0-9,]+ +[0-9.]+ s +held", result.stdout, re.M), result.stdout
+
+
+def test_sustained_rate_search_doubles_then_halves_the_gap():
+    from driver.freshness import Sustained, search_rate
+
+    def follow(ceiling: int, producer: int = 10**9):  # a follow loop that keeps up to `ceiling` orders/s
+        tried = []
+
+        def attempt(rate: int, step: int) -> tuple[float, float]:
+            tried.append(rate)
+            return min(rate, producer), (1.0 if rate <= ceiling else float("inf") if rate > 2 * ceiling else 7.0)
+
+        return tried, attempt
+
+    tried, attempt = follow(11_000)
+    result = search_rate(attempt, Sustained(5.0, 60, []), 1000, 6, 2)
+    assert tried == [1000, 2000, 4000, 8000, 16000, 12000, 10000]
+    assert result.held == 10000 and result.stopped == "12,000 orders/s: p95 above 5 s"
+    assert [row[3] for row in result.rows()] == ["held"] * 4 + ["not held", "not held", "held"]
+
+    tried, attempt = follow(30_000)  # every doubling holds: no gap to halve
+    result = search_rate(attempt, Sustained(5.0, 60, []), 1000, 3, 2)
+    assert tried == [1000, 2000, 4000] and result.held == 4000 and "held" in result.stopped
+
+    tried, attempt = follow(30_000, producer=3000)  # the producer's own limit stops the search
+    result = search_rate(attempt, Sustained(5.0, 60, []), 1000, 6, 2)
+    assert tried == [1000, 2000, 4000] and "its own limit" in result.stopped
+
+    tried, attempt = follow(400)  # the first rate fails: the gap below it is searched
+    result = search_rate(attempt, Sustained(5.0, 60, []), 1000, 6, 2)
+    assert tried == [1000, 500, 200] and result.held == 200 and result.stopped == "500 orders/s: p95 above 5 s"
