@@ -7,7 +7,9 @@
 #     source (../shared/vendor/citus/install.sh, or $GLOBALCART_CITUS_SOURCE) when it is not
 #     installed and that source is there, as root — about a minute;
 #   - python3-venv where the interpreter lacks it;
-#   - .venv with this package and its dev extras (reinstalled only when pyproject.toml changes).
+#   - .venv with this package and its dev extras (reinstalled only when pyproject.toml changes);
+#   - .venv-dbt with dbt-core and dbt-postgres 1.11, for the bench's comparison with dbt (a venv
+#     of its own: dbt pins versions of its own); GLOBALCART_NO_DBT=1 skips it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -83,6 +85,23 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   fi
   echo "$want" > "$stamp"
 fi
+DBT_REQUIREMENTS="dbt-core==1.11.* dbt-postgres==1.11.*"
+dbt_note=""
+if [ "${GLOBALCART_NO_DBT:-}" = 1 ]; then
+  dbt_note=" (no dbt: GLOBALCART_NO_DBT=1)"
+elif [ ! -x .venv-dbt/bin/dbt ] || [ "$(cat .venv-dbt/.globalcart-installed 2>/dev/null)" != "$DBT_REQUIREMENTS" ]; then
+  say "installing dbt into .venv-dbt (for the bench's comparison with dbt)"
+  # shellcheck disable=SC2086 # (the requirements are words)
+  if "$PYTHON" -m venv .venv-dbt && .venv-dbt/bin/python -m pip install -q $DBT_REQUIREMENTS >.venv-dbt/pip.log 2>&1; then
+    echo "$DBT_REQUIREMENTS" > .venv-dbt/.globalcart-installed
+  else
+    tail -n 20 .venv-dbt/pip.log >&2 || true
+    say "pip install of dbt failed (log above)"
+    exit 1
+  fi
+fi
 citus_have=""
 [ -f "/usr/lib/postgresql/$major/lib/citus.so" ] && citus_have=", Citus"
-say "ready: PostgreSQL $major with pg_cron and plpgsql_check$citus_have, .venv$citus_note"
+dbt_have=""
+[ -x .venv-dbt/bin/dbt ] && dbt_have=", .venv-dbt"
+say "ready: PostgreSQL $major with pg_cron and plpgsql_check$citus_have, .venv$dbt_have$citus_note$dbt_note"

@@ -39,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from driver import db
+from driver.bench_dbt import DbtFigures, compare_with_dbt
 from driver.deltas import generate_delta
 from driver.embedded import start_server
 from driver.freshness import Freshness, FreshnessIncomplete, Sustained, measure, sustained_rate
@@ -76,6 +77,7 @@ class Figures:
     as_of_one_order: float = 0  # fact_orders_as_of(t) WHERE order_id = …, large
     kpi_as_of: float = 0  # kpi_values_as_of(t), whole large warehouse
     sustained: Sustained | None = None  # the highest rate follow mode keeps up with, large warehouse
+    dbt: DbtFigures | None = None  # the refresh beside dbt on one delta of orders, large warehouse
 
     @property
     def large_over_small(self) -> float:
@@ -131,6 +133,14 @@ class Figures:
                 f"<= {held.limit_p95:g} s, then the gap to the first rate that failed halved twice\n"
                 + render_table(["rate asked", "orders/s committed", "p95", ""], held.rows())
                 + f"\n  highest rate held: {held.held:,} orders/s ({held.stopped})"
+            )
+        if self.dbt:
+            text += (
+                f"\n\nbeside dbt, {self.large_orders:,}-order warehouse: one delta of {self.dbt.changed:,} newer "
+                f"versions of stored orders and {self.dbt.new:,} new ones; dbt-core {self.dbt.version}: an incremental "
+                "fact_orders model (merge) and the incremental daily summary that recomputes every day a changed order "
+                "belongs to\n"
+                + render_table(["measure", "time / ratio"], self.dbt.rows())
             )
         for note in self.notes:
             text += f"\n{note}"
@@ -285,6 +295,7 @@ def run_bench(
     freshness_rate: int = 200,
     sustained_seconds: float = 60,
     sustained_from: int = 1000,
+    dbt: str | None = None,
     log: Callable[[str], None] = print,
 ) -> Figures:
     """Seed both warehouses, then refresh ``rounds`` deltas into each (summed: less noise), each
@@ -373,6 +384,14 @@ def run_bench(
                        kpi_slice, rounds, freshness, freshness_rate, freshness_seconds, peak_rss_mb(),
                        first["large"], notes, *history)  # fmt: skip
         figures.sustained = sustained
+        if dbt:
+            log("beside dbt: the same delta of orders refreshed, and run through dbt's models")
+            figures.dbt = compare_with_dbt(server.dsn("postgres"), server.dsn, "bench_large", dbt,
+                                           changed=min(10_000, large // 100), new=min(10_000, large // 100),
+                                           seed=seed + 300)  # fmt: skip
+        else:
+            figures.notes.append("beside dbt: not measured (no dbt: bash .ci/setup.sh installs it into .venv-dbt, "
+                                 "or pass --dbt PATH)")  # fmt: skip
         return figures
     finally:
         server.stop()

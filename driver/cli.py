@@ -421,9 +421,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise DriverError("--freshness-rate must be at least 1 order a second.", 2)
     if args.sustained_from < 1:
         raise DriverError("--sustained-from must be at least 1 order a second.", 2)
+    from driver.bench_dbt import find_dbt
+
+    dbt = None if args.no_dbt else find_dbt(args.dbt, PROJECT_DIR)
     figures = run_bench(args.small, args.large, args.delta_orders, seed=args.seed, rounds=args.rounds,
                         freshness_seconds=args.freshness_seconds, freshness_rate=args.freshness_rate,
-                        sustained_seconds=args.sustained_seconds, sustained_from=args.sustained_from)  # fmt: skip
+                        sustained_seconds=args.sustained_seconds, sustained_from=args.sustained_from,
+                        dbt=dbt)  # fmt: skip
     print(figures.table())
     return 0
 
@@ -687,6 +691,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "twice); 0 skips it (default: 60)")  # fmt: skip
     p.add_argument("--sustained-from", type=_count, default=1000, metavar="N",
                    help="the sustained-rate search's first rate, orders a second (default: 1000)")  # fmt: skip
+    p.add_argument("--dbt", metavar="PATH",
+                   help="the dbt executable (dbt-core and dbt-postgres 1.11) for the comparison with dbt on one delta "
+                   "of orders (default: .venv-dbt/bin/dbt, which .ci/setup.sh makes, else dbt on PATH; without "
+                   "either the comparison is skipped, and said so)")  # fmt: skip
+    p.add_argument("--no-dbt", action="store_true", help="skip the comparison with dbt")
     p.add_argument("--citus", action="store_true",
                    help="instead: the same deltas on one server and on a Citus coordinator with two workers started "
                    "here (Citus must be installed; see README \"Scale out on Citus\")")  # fmt: skip

@@ -158,6 +158,21 @@ def test_bench_prints_its_figures():
     # the sustained-rate search: 100 orders/s held (and doubled from there) on so small a warehouse
     assert re.search(r"^  highest rate held: [1-9][0-9,]* orders/s", result.stdout, re.M), result.stdout
     assert re.search(r"^100 +[0-9,]+ +[0-9.]+ s +held", result.stdout, re.M), result.stdout
+    # beside dbt (.ci/setup.sh installs it into .venv-dbt): both sides measured on the same delta
+    assert (ROOT / ".venv-dbt" / "bin" / "dbt").exists(), "bash .ci/setup.sh installs dbt into .venv-dbt"
+    assert "beside dbt, 800-order warehouse: one delta of 8 newer versions of stored orders and 8 new ones" in (
+        " ".join(result.stdout.split()))
+    for name in ("refresh of the 16-order delta (facts, audit, summaries)",
+                 "of which the floor: guarded upsert with its audit trigger",
+                 "dbt: fact_orders + daily summary, database time",
+                 "refresh ÷ dbt's database time (goal ≤ 0.33)"):  # fmt: skip
+        assert figures.get(name, 0) > 0, (name, figures)
+
+
+def test_bench_with_a_dbt_that_is_not_there_says_so():
+    result = run_cli("bench", "--dbt", "/nonexistent/dbt")
+    assert result.returncode == 2 and "dbt not found at /nonexistent/dbt" in result.stderr, result
+    assert "Traceback" not in result.stderr
 
 
 def test_sustained_rate_search_doubles_then_halves_the_gap():
