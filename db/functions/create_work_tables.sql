@@ -6,8 +6,8 @@
 -- schema, which Citus distributes beside the facts), emptied here. For the KPI summaries
 -- (globalcart.kpi_summaries_begin/_apply): globalcart.work_kpi_orders and the temporary
 -- gc_kpi_sessions, the orders and sessions the batch touches, gc_kpi_order_delta, the orders'
--- contributions to kpi_order_summary (old ones negated, new ones), and gc_kpi_session_new, the
--- sessions' new state.
+-- contributions to kpi_order_summary (old ones negated, new ones), and gc_kpi_session_moves, the
+-- sessions' state before and after the batch.
 --
 -- Never reused: the refresh runs with its owner's rights, so a table the caller prepared under
 -- one of these names (with a trigger, say) must not be written by it. Such a table makes the
@@ -26,7 +26,7 @@ BEGIN
       FROM globalcart.etl_sources s
      CROSS JOIN LATERAL (VALUES ('gc_claim_' || s.source_name)) AS t(name)
     UNION ALL
-    SELECT t.name FROM unnest(ARRAY['gc_kpi_sessions', 'gc_kpi_session_new', 'gc_kpi_order_delta']) AS t(name)
+    SELECT t.name FROM unnest(ARRAY['gc_kpi_sessions', 'gc_kpi_session_moves', 'gc_kpi_order_delta']) AS t(name)
   LOOP
     IF to_regclass(format('pg_temp.%I', v_table)) IS NOT NULL THEN
       RAISE EXCEPTION 'a temporary table pg_temp.% already exists in this session', v_table
@@ -54,7 +54,8 @@ BEGIN
                    'gc_claim_' || v_source.source_name, v_source.staging_table);
   END LOOP;
   CREATE TEMPORARY TABLE gc_kpi_sessions (session_id text PRIMARY KEY) ON COMMIT DROP;
-  CREATE TEMPORARY TABLE gc_kpi_session_new (LIKE globalcart.kpi_session_state INCLUDING INDEXES) ON COMMIT DROP;
+  CREATE TEMPORARY TABLE gc_kpi_session_moves
+    (session_id text NOT NULL, old globalcart.kpi_session_state, new globalcart.kpi_session_state) ON COMMIT DROP;
   CREATE TEMPORARY TABLE gc_kpi_order_delta (LIKE globalcart.kpi_order_summary) ON COMMIT DROP;
 END;
 $$;

@@ -9,11 +9,13 @@
 --      is added to kpi_order_summary; a bucket left with no order is deleted. A late return
 --      touches the one bucket of its order.
 --   2. Sessions: the new state of each session the batch appended events to is its old state
---      (kpi_session_state) merged with those events — first event, flags, greatest cart value
---      all merge, the funnel being append-only — and its contribution in kpi_funnel_summary moves
---      from its old state's day and channel to its new one's. With p_recompute_sessions (a revert,
---      or fact retention dropped events), the sessions noted in pg_temp.gc_kpi_sessions are
---      recomputed from the events left instead, and a session with none left is removed.
+--      (kpi_session_state, read once) merged with those events — first event, flags, greatest
+--      cart value all merge, the funnel being append-only — and its contribution in
+--      kpi_funnel_summary moves from its old state's day and channel to its new one's. With
+--      p_recompute_sessions (a revert, or fact retention dropped events), the sessions noted in
+--      pg_temp.gc_kpi_sessions are recomputed from the events left instead, and a session with
+--      none left is removed. Both ways, old and new state side by side in
+--      pg_temp.gc_kpi_session_moves, then one statement for the summary and the state.
 -- Returns the number of summary rows written.
 CREATE OR REPLACE FUNCTION globalcart.kpi_summaries_apply(p_recompute_sessions boolean DEFAULT false)
   RETURNS bigint
@@ -144,67 +146,68 @@ BEGIN
    WHERE s.order_day = e.order_day AND s.country_code = e.country_code AND s.channel = e.channel
      AND s.currency = e.currency AND s.orders = 0;
 
-  -- Sessions: their new state into pg_temp.gc_kpi_session_new, the sessions touched into
-  -- pg_temp.gc_kpi_sessions; then their old state (kpi_session_state) out, the new one in.
+  -- Sessions: each touched session's state before and after the batch, side by side, into
+  -- pg_temp.gc_kpi_session_moves (old NULL: it had none; new NULL: no event of it is left); then
+  -- one statement moves their contributions in kpi_funnel_summary and writes kpi_session_state.
   IF p_recompute_sessions THEN
-    -- from every event left of each session noted (fact retention dropped some)
-    INSERT INTO pg_temp.gc_kpi_session_new
+    -- from every event left of each session noted in pg_temp.gc_kpi_sessions (a revert, or fact
+    -- retention dropped some)
+    INSERT INTO pg_temp.gc_kpi_session_moves (session_id, new)
     SELECT e.session_id,
-           min(e.event_ts),
-           (array_agg(e.event_id ORDER BY e.event_ts, e.event_id))[1],
-           (array_agg(e.channel ORDER BY e.event_ts, e.event_id))[1],
-           bool_or(e.event_type = 'PURCHASE'),
-           bool_or(e.event_type = 'ADD_TO_CART'),
-           bool_or(e.event_type = 'PAYMENT_FAILED'),
-           max(e.cart_value_usd)
+           ROW(e.session_id,
+               min(e.event_ts),
+               (array_agg(e.event_id ORDER BY e.event_ts, e.event_id))[1],
+               (array_agg(e.channel ORDER BY e.event_ts, e.event_id))[1],
+               bool_or(e.event_type = 'PURCHASE'),
+               bool_or(e.event_type = 'ADD_TO_CART'),
+               bool_or(e.event_type = 'PAYMENT_FAILED'),
+               max(e.cart_value_usd))::globalcart.kpi_session_state
       FROM pg_temp.gc_kpi_sessions t  -- (keyed: each session once)
       JOIN globalcart.fact_funnel_events e ON e.session_id = t.session_id
      GROUP BY e.session_id;
+    INSERT INTO pg_temp.gc_kpi_session_moves (session_id)
+    SELECT t.session_id FROM pg_temp.gc_kpi_sessions t
+     WHERE NOT EXISTS (SELECT 1 FROM pg_temp.gc_kpi_session_moves m WHERE m.session_id = t.session_id);
+    UPDATE pg_temp.gc_kpi_session_moves m SET old = o
+      FROM globalcart.kpi_session_state o WHERE o.session_id = m.session_id;
   ELSE
-    -- the funnel is append-only: a session's new state is its old one merged with the events
-    -- this batch appended (globalcart.work_funnel_events holds exactly those) — no event read back
-    INSERT INTO pg_temp.gc_kpi_session_new
-    SELECT b.session_id,
-           CASE WHEN o.session_id IS NULL OR (b.first_event_ts, b.first_event_id) < (o.first_event_ts, o.first_event_id)
-                THEN b.first_event_ts ELSE o.first_event_ts END,
-           CASE WHEN o.session_id IS NULL OR (b.first_event_ts, b.first_event_id) < (o.first_event_ts, o.first_event_id)
-                THEN b.first_event_id ELSE o.first_event_id END,
-           CASE WHEN o.session_id IS NULL OR (b.first_event_ts, b.first_event_id) < (o.first_event_ts, o.first_event_id)
-                THEN b.channel ELSE o.channel END,
-           coalesce(o.purchased, false) OR b.purchased,
-           coalesce(o.carted, false) OR b.carted,
-           coalesce(o.payment_failed, false) OR b.payment_failed,
-           greatest(o.max_cart_value_usd, b.max_cart_value_usd)
-      -- (each session's first event and, over all its events, the flags: one sort of the batch)
-      FROM (SELECT DISTINCT ON (w.session_id) w.session_id,
-                   w.event_ts AS first_event_ts, w.event_id AS first_event_id, w.channel,
-                   bool_or(w.event_type = 'PURCHASE') OVER s AS purchased,
-                   bool_or(w.event_type = 'ADD_TO_CART') OVER s AS carted,
-                   bool_or(w.event_type = 'PAYMENT_FAILED') OVER s AS payment_failed,
-                   max(w.cart_value_usd) OVER s AS max_cart_value_usd
-              FROM globalcart.work_funnel_events w
-            WINDOW s AS (PARTITION BY w.session_id)
-             ORDER BY w.session_id, w.event_ts, w.event_id) AS b
-      LEFT JOIN globalcart.kpi_session_state o ON o.session_id = b.session_id;
-    INSERT INTO pg_temp.gc_kpi_sessions (session_id) SELECT n.session_id FROM pg_temp.gc_kpi_session_new n;
+    -- the funnel is append-only: a session's new state is its old one (read once) merged with the
+    -- events this batch appended (globalcart.work_funnel_events holds exactly those) — no event
+    -- read back. First event, flags and greatest cart value all merge.
+    INSERT INTO pg_temp.gc_kpi_session_moves (session_id, old, new)
+    SELECT b.session_id, b.old,
+           ROW(b.session_id,
+               CASE WHEN b.is_first THEN b.first_event_ts ELSE (b.old).first_event_ts END,
+               CASE WHEN b.is_first THEN b.first_event_id ELSE (b.old).first_event_id END,
+               CASE WHEN b.is_first THEN b.channel ELSE (b.old).channel END,
+               coalesce((b.old).purchased, false) OR b.purchased,
+               coalesce((b.old).carted, false) OR b.carted,
+               coalesce((b.old).payment_failed, false) OR b.payment_failed,
+               greatest((b.old).max_cart_value_usd, b.max_cart_value_usd))::globalcart.kpi_session_state
+      FROM (SELECT b.*, o AS old,
+                   o.session_id IS NULL OR (b.first_event_ts, b.first_event_id) < (o.first_event_ts, o.first_event_id)
+                     AS is_first  -- the batch holds the session's first event
+              -- (each session's first event and, over all its events, the flags: one sort of the batch)
+              FROM (SELECT DISTINCT ON (w.session_id) w.session_id,
+                           w.event_ts AS first_event_ts, w.event_id AS first_event_id, w.channel,
+                           bool_or(w.event_type = 'PURCHASE') OVER s AS purchased,
+                           bool_or(w.event_type = 'ADD_TO_CART') OVER s AS carted,
+                           bool_or(w.event_type = 'PAYMENT_FAILED') OVER s AS payment_failed,
+                           max(w.cart_value_usd) OVER s AS max_cart_value_usd
+                      FROM globalcart.work_funnel_events w
+                    WINDOW s AS (PARTITION BY w.session_id)
+                     ORDER BY w.session_id, w.event_ts, w.event_id) AS b
+              LEFT JOIN globalcart.kpi_session_state o ON o.session_id = b.session_id) AS b;
   END IF;
 
-  WITH fresh AS (
-    SELECT n.* FROM pg_temp.gc_kpi_session_new n
-  ), old AS (
-    SELECT k.* FROM pg_temp.gc_kpi_sessions t JOIN globalcart.kpi_session_state k ON k.session_id = t.session_id
-  ), gone AS (  -- no event left (fact retention dropped them all): the state goes
-    DELETE FROM globalcart.kpi_session_state k
-     USING pg_temp.gc_kpi_sessions t
-     WHERE p_recompute_sessions  -- (appending events never empties a session)
-       AND k.session_id = t.session_id
-       AND NOT EXISTS (SELECT 1 FROM pg_temp.gc_kpi_session_new n WHERE n.session_id = k.session_id)
-  ), moves AS (
-    SELECT -1 AS sign, o.first_event_ts, o.channel, o.purchased, o.carted, o.payment_failed, o.max_cart_value_usd
-      FROM old o
+  WITH moves AS (
+    SELECT -1 AS sign, (m.old).first_event_ts, (m.old).channel, (m.old).purchased, (m.old).carted,
+           (m.old).payment_failed, (m.old).max_cart_value_usd
+      FROM pg_temp.gc_kpi_session_moves m WHERE (m.old).session_id IS NOT NULL
     UNION ALL
-    SELECT 1, f.first_event_ts, f.channel, f.purchased, f.carted, f.payment_failed, f.max_cart_value_usd
-      FROM fresh f
+    SELECT 1, (m.new).first_event_ts, (m.new).channel, (m.new).purchased, (m.new).carted,
+           (m.new).payment_failed, (m.new).max_cart_value_usd
+      FROM pg_temp.gc_kpi_session_moves m WHERE (m.new).session_id IS NOT NULL
   ), changes AS (
     SELECT (m.first_event_ts AT TIME ZONE 'UTC')::date AS session_day, m.channel,
            sum(m.sign * c.sessions) AS sessions,
@@ -217,9 +220,13 @@ BEGIN
      CROSS JOIN LATERAL globalcart.kpi_session_contribution(m.purchased, m.carted, m.payment_failed,
                                                             m.max_cart_value_usd) AS c
      GROUP BY 1, 2
+  ), gone AS (  -- no event left (fact retention dropped them all): the state goes
+    DELETE FROM globalcart.kpi_session_state k
+     USING pg_temp.gc_kpi_session_moves m
+     WHERE k.session_id = m.session_id AND (m.new).session_id IS NULL
   ), state AS (
     INSERT INTO globalcart.kpi_session_state AS k
-    SELECT f.* FROM fresh f
+    SELECT (m.new).* FROM pg_temp.gc_kpi_session_moves m WHERE (m.new).session_id IS NOT NULL
     ON CONFLICT (session_id) DO UPDATE
       SET first_event_ts = EXCLUDED.first_event_ts, first_event_id = EXCLUDED.first_event_id,
           channel = EXCLUDED.channel, purchased = EXCLUDED.purchased, carted = EXCLUDED.carted,
