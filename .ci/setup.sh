@@ -3,9 +3,9 @@
 # needs on Debian or Ubuntu and prepares the virtual environment .venv.
 #   - PostgreSQL server binaries, with the matching pg_cron and plpgsql_check packages
 #     (apt-get, when run as root; otherwise it says what to install);
-#   - Citus, for the tests marked citus (README "Scale out on Citus"): built from the vendored
-#     source (../shared/vendor/citus/install.sh, or $GLOBALCART_CITUS_SOURCE) when it is not
-#     installed and that source is there, as root — about a minute;
+#   - Citus, for the tests marked citus (README "Scale out on Citus"): built from the source that
+#     $GLOBALCART_CITUS_SOURCE names (a folder with Citus's source and its install.sh; .ci/run sets
+#     it) when it is not installed, as root — about a minute;
 #   - python3-venv where the interpreter lacks it;
 #   - .venv with this package and its dev extras (reinstalled only when pyproject.toml changes);
 #   - .venv-dbt with dbt-core and dbt-postgres 1.11, for the bench's comparison with dbt (a venv
@@ -49,9 +49,8 @@ missing=()
 citus_note=""
 if [ ! -f "/usr/lib/postgresql/$major/lib/citus.so" ]; then
   citus_source=""
-  for candidate in "${GLOBALCART_CITUS_SOURCE:-}" ../shared/vendor/citus /work/shared/vendor/citus; do
-    if [ -n "$candidate" ] && [ -f "$candidate/install.sh" ]; then citus_source=$candidate; break; fi
-  done
+  candidate=${GLOBALCART_CITUS_SOURCE:-}
+  if [ -n "$candidate" ] && [ -f "$candidate/install.sh" ]; then citus_source=$candidate; fi
   if [ -n "$citus_source" ] && [ "$(id -u)" -eq 0 ]; then
     say "building Citus from $citus_source (about a minute)"
     bash "$citus_source/install.sh" >&2

@@ -63,7 +63,7 @@ def start_test_server(**options: Any) -> TestServer:
 # database, so each database of the cluster is created on every node (``create_database``).
 # ---------------------------------------------------------------------------------------------
 
-CITUS_INSTALL = "bash ../shared/vendor/citus/install.sh (as root; it is what .ci/setup.sh runs)"
+CITUS_INSTALL = "GLOBALCART_CITUS_SOURCE=<Citus source folder> bash .ci/setup.sh (as root: it builds Citus)"
 
 
 def citus_installed() -> bool:
