@@ -3,7 +3,7 @@
 # needs on Debian or Ubuntu and prepares the virtual environment .venv.
 #   - PostgreSQL server binaries, with the matching pg_cron and plpgsql_check packages
 #     (apt-get, when run as root; otherwise it says what to install);
-#   - Citus, for the tests marked citus (README "Scale out on Citus"): built from the source that
+#   - Citus, for the tests marked citus (docs/citus.md): built from the source that
 #     $GLOBALCART_CITUS_SOURCE names (a folder with Citus's source and its install.sh; .ci/run sets
 #     it) when it is not installed, as root — about a minute;
 #   - python3-venv where the interpreter lacks it;
@@ -57,7 +57,7 @@ if [ ! -f "/usr/lib/postgresql/$major/lib/citus.so" ]; then
   elif [ -n "$citus_source" ]; then
     citus_note=" (no Citus: run sudo bash $citus_source/install.sh for the tests marked citus)"
   else
-    citus_note=" (no Citus: the tests marked citus skip; README \"Scale out on Citus\" says how to install it)"
+    citus_note=" (no Citus: the tests marked citus skip; docs/citus.md says how to install it)"
   fi
 fi
 

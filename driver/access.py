@@ -1,4 +1,4 @@
-"""``grant`` / ``revoke``: give people and services the group roles of CONTRACT section 6.
+"""``grant`` / ``revoke``: give people and services the group roles of docs/contract.md §6.
 
 ``globalcart grant alice --role reader`` is ``GRANT globalcart_reader TO alice``; with
 ``--password-env VAR`` a missing login role is created first, with the password in ``$VAR``,

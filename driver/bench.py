@@ -192,7 +192,7 @@ def _kpi_slice(conn: psycopg.Connection) -> float:
 
 
 def _history_reads(conn: psycopg.Connection) -> tuple[float, float, float]:
-    """The history reads of CONTRACT 7 on the warehouse after its deltas: the timeline and a
+    """The history reads of docs/contract.md §7 on the warehouse after its deltas: the timeline and a
     one-order as-of read of the order last changed (index probes), and the KPIs as of the end of
     the middle delta (every fact and its audit rows read once)."""
     order_id, at = conn.execute(
@@ -247,7 +247,7 @@ def _bare_upsert(conn: psycopg.Connection, batch: Batch) -> float:
             for row in batch.rows[source.name]:
                 copy.write_row(row)
         sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[source.name] if c not in source.primary_key)
-        append_only = source.name == "funnel_events"  # CONTRACT 2.5
+        append_only = source.name == "funnel_events"  # docs/contract.md §2.5
         action = "NOTHING" if append_only else f"UPDATE SET {sets} WHERE EXCLUDED.updated_at > t.updated_at"
         if "order_ts" in source.primary_key and "order_ts" not in COLUMNS[source.name]:
             # an order-grain child is stored in its order's partition: the bare upsert looks it up too

@@ -1,7 +1,7 @@
 """``bench --citus``: the refresh on Citus beside the refresh on one server, measured in one run.
 
 Two throwaway set-ups on this machine, started side by side with PostgreSQL's default settings
-(fsync on): one server, and a Citus coordinator with two workers (README "Scale out on Citus";
+(fsync on): one server, and a Citus coordinator with two workers (docs/citus.md;
 the warehouse distributed by ``globalcart distribute`` with its default shards). On each, a small
 and a large warehouse are seeded the same way (same seed, same history), a first delta is refreshed
 untimed, then the same ``rounds`` deltas (same seeds, so the same rows) are refreshed into each and

@@ -1,6 +1,6 @@
 """``bench --dbt``: the refresh beside dbt on the same delta of orders.
 
-dbt is the anchor this pipeline is measured against (README "Benchmark"): an incremental
+dbt is the anchor this pipeline is measured against (docs/benchmark.md): an incremental
 ``fact_orders`` model plus the idiomatic incremental daily summary, which recomputes every day a
 changed order belongs to. Both sides get the same delta — ``changed`` newer versions of stored
 orders and ``new`` orders never seen — on copies of the same warehouse, one after the other:

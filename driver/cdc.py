@@ -1,4 +1,4 @@
-"""The CDC feed (README "Feeding it from your OLTP database"): ``globalcart cdc attach | status |
+"""The CDC feed (docs/cdc.md): ``globalcart cdc attach | status |
 detach``.
 
 ``attach`` makes the warehouse a logical replication subscriber of the source's publication

@@ -1,6 +1,6 @@
 """Citus (distributed PostgreSQL): what ``migrate`` needs on a coordinator, and ``distribute``.
 
-On a Citus coordinator with workers, the warehouse takes this layout (README "Scale out on Citus"):
+On a Citus coordinator with workers, the warehouse takes this layout (docs/citus.md):
 - the dimensions (``globalcart.dim_*``) become reference tables, a copy on every node;
 - every fact of the source registry (``globalcart.etl_sources``) is distributed by the first column
   of its primary key — the order-grain facts by ``order_id``, colocated with ``fact_orders``, the
@@ -199,7 +199,7 @@ def distribute(conn: psycopg.Connection, shard_count: int | None = None) -> Dist
     if not found.installed:
         raise DriverError(
             "Citus is not installed in this database: install it on every node, CREATE EXTENSION citus; here, "
-            'add the workers (citus_add_node), then run distribute again (README "Scale out on Citus").'
+            'add the workers (citus_add_node), then run distribute again (docs/citus.md).'
         )
     if not found.coordinator:
         raise DriverError("this is a Citus worker: run distribute on the coordinator.")

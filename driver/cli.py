@@ -457,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
         "order-grain facts and their audit tables distributed by order_id and colocated, the funnel and its audit "
         "by session_id, the refresh's work tables beside them; staging, bookkeeping, KPI summaries and the "
         "dimensions' audit stay on the coordinator. Idempotent; one transaction. Needs Citus with at least one "
-        'worker (README "Scale out on Citus").',
+        'worker (docs/citus.md).',
     )
     _add_dsn(p)
     p.add_argument(
@@ -571,7 +571,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = commands.add_parser(
             name,
             help=f"{verb} a user's globalcart roles (loader, refresher, reader, auditor)",
-            description=f"{verb.capitalize()} USER the group roles of CONTRACT section 6: GRANT/REVOKE "
+            description=f"{verb.capitalize()} USER the group roles of docs/contract.md §6: GRANT/REVOKE "
             "globalcart_<role> TO/FROM USER. Needs a role that may grant them (a superuser).",
         )
         _add_dsn(p)
@@ -605,7 +605,7 @@ def build_parser() -> argparse.ArgumentParser:
         "source",
         help="the OLTP source database: create its schema, or run an application workload on it",
         description="The e-commerce application's own database, which feeds the warehouse through logical "
-        'replication (README "Feeding it from your OLTP database"). init: create the shop schema (customers, '
+        'replication (docs/cdc.md). init: create the shop schema (customers, '
         "products, orders, order_items, payments, shipments, returns; updated_at kept by triggers) and the "
         "publication globalcart_cdc; idempotent; exit 3 when the server needs wal_level = logical. simulate: run the "
         "application with Faker: orders placed, paid (some fail), shipped, delivered, completed, returned late, "
@@ -698,7 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-dbt", action="store_true", help="skip the comparison with dbt")
     p.add_argument("--citus", action="store_true",
                    help="instead: the same deltas on one server and on a Citus coordinator with two workers started "
-                   "here (Citus must be installed; see README \"Scale out on Citus\")")  # fmt: skip
+                   "here (Citus must be installed; see docs/citus.md)")  # fmt: skip
     p.add_argument("--cdc", action="store_true",
                    help="instead: freshness through the CDC feed — a shop database and a warehouse attached to it on "
                    "a server started here, the follow loop refreshing, the shop's workload for --freshness-seconds; "

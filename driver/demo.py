@@ -6,7 +6,7 @@ starts the project's own PostgreSQL (pg_cron preloaded, wal_level = logical, dat
 project, a free port) and leaves it running so that psql can look around afterwards.
 
 ``demo --cdc``: the same walk-through fed by an OLTP database through logical replication
-(README "Feeding it from your OLTP database"): a shop database beside the warehouse on the same
+(docs/cdc.md): a shop database beside the warehouse on the same
 server (``<warehouse>_shop``; on the project's server the warehouse is ``globalcart_cdc``, apart
 from the simulator's ``globalcart``, whose keys would collide with the shop's), source init, the
 shop's workload, cdc attach, refresh, snapshot 'before', more workload — deletes included —,

@@ -1,4 +1,4 @@
-"""``history``, ``as-of`` and ``revert``: the warehouse's history (CONTRACT 7) on the command line.
+"""``history``, ``as-of`` and ``revert``: the warehouse's history (docs/contract.md §7) on the command line.
 
 Each calls one function of the database — ``order_timeline()``, ``kpi_values_as_of()``,
 ``revert_run()`` — and prints what it returns; the history itself is kept and read in SQL.

@@ -14,7 +14,7 @@ schema that no routine file defines any more (a removed file, an old overload) i
 upgraded database has the routines of a fresh install. pg_cron is set up last: where the server
 cannot give it to this database, the report says why in one line and the rest of the schema is
 installed anyway.
-On a Citus coordinator (README "Scale out on Citus"), pg_cron is created on the coordinator only,
+On a Citus coordinator (docs/citus.md), pg_cron is created on the coordinator only,
 and the owner role may log in on the workers, which the routine files reach (driver.citus).
 """
 

@@ -1,4 +1,4 @@
-"""The OLTP source (README "Feeding it from your OLTP database"): ``globalcart source init`` and
+"""The OLTP source (docs/cdc.md): ``globalcart source init`` and
 ``globalcart source simulate``.
 
 ``init`` applies db/source/schema.sql to a database of its own: the shop's normalised tables and

@@ -4,7 +4,8 @@ cloned from it for every test.
 
 pg_cron's scheduler lives in the session database ``gc_cron`` (cron.database_name), which is
 created once and never dropped during the session: dropping the cron database stops pg_cron
-1.4's scheduler for good (../shared/FACTS.md). Per-test databases are other databases, so
+1.4's scheduler for good (its worker exits and is unregistered). Per-test databases are other
+databases, so
 there ``migrate`` reports that pg_cron runs elsewhere, as it would on a server whose pg_cron
 belongs to ``postgres``.
 """

@@ -21,7 +21,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
-# CONTRACT section 1, the specification the tests hold the warehouse to: source -> (staging table,
+# docs/contract.md §1, the specification the tests hold the warehouse to: source -> (staging table,
 # fact table, key), in the order of application. test_registry.py checks globalcart.etl_sources
 # against it; the tests take their source names, tables and keys from here.
 CONTRACT_SOURCES = {

@@ -1,4 +1,4 @@
-"""`globalcart grant` / `revoke` (CONTRACT section 6: people and services get the group roles), and
+"""`globalcart grant` / `revoke` (docs/contract.md §6: people and services get the group roles), and
 the driver used by a service login that holds only the roles it needs."""
 
 import psycopg

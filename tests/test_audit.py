@@ -1,4 +1,4 @@
-"""CONTRACT 2.4: BEFORE UPDATE triggers copy the old version into audit_<table>."""
+"""docs/contract.md §2.4: BEFORE UPDATE triggers copy the old version into audit_<table>."""
 
 from decimal import Decimal
 
@@ -86,7 +86,7 @@ def test_every_fact_and_dimension_has_a_before_update_row_trigger(conn, table):
                           FROM pg_trigger t WHERE t.tgrelid = %s::regclass AND NOT t.tgisinternal ORDER BY 1""",
         f"globalcart.{table}",
     )
-    # and deletes, once per statement, from its transition table (CONTRACT 7)
+    # and deletes, once per statement, from its transition table (docs/contract.md §7)
     assert rows == [("audit_after_delete", False, False, False, True), ("audit_before_update", True, True, True, False)]
 
 

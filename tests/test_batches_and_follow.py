@@ -1,4 +1,4 @@
-"""CONTRACT 5.2 (bounded batches, backlog, drain_staging) and 5.3 / section 4 (follow mode:
+"""docs/contract.md §5.2 (bounded batches, backlog, drain_staging) and 5.3 / section 4 (follow mode:
 refresh_for, and the follow job of schedule_incremental_refresh)."""
 
 import threading

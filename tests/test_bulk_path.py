@@ -1,4 +1,4 @@
-"""The refresh's short paths (README "What a refresh does"):
+"""The refresh's short paths (docs/refresh.md):
 
 - the bulk path: a key above every stored key cannot be stored, so it is looked up nowhere — a batch
   that mixes such keys with stored ones gives exactly the warehouse, audit rows, rejects, KPI state

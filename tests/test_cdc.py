@@ -1,4 +1,4 @@
-"""The CDC feed (README "Feeding it from your OLTP database"): an OLTP source (`globalcart source
+"""The CDC feed (docs/cdc.md): an OLTP source (`globalcart source
 init`, the shop's workload) and the warehouse as a real logical replication subscriber (`globalcart
 cdc attach`), on a server started for this module with wal_level = logical — the source and each
 warehouse two databases of it, as the README's one-server set-up (the slot made apart from the

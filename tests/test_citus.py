@@ -1,4 +1,4 @@
-"""Citus (`globalcart distribute`, README "Scale out on Citus"): a coordinator and two workers on
+"""Citus (`globalcart distribute`, docs/citus.md): a coordinator and two workers on
 127.0.0.1, started for this module. The layout distribute makes (generated from the registry),
 what it refuses, that the data and the KPIs stay what they were, that it and migrate can run again
 on the distributed warehouse, the audit of facts and dimensions there, and the history reads and

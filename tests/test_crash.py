@@ -1,4 +1,4 @@
-"""Crash safety (CONTRACT 2.1 and 5.1): the refresh backend killed with SIGKILL mid-run (the
+"""Crash safety (docs/contract.md §2.1 and 5.1): the refresh backend killed with SIGKILL mid-run (the
 postmaster restarts every backend), and the server stopped with -m immediate mid-run (a power
 cut): nothing is applied twice or lost, and the next call applies everything. On a server of
 their own, since both take the whole server down."""

@@ -1,4 +1,4 @@
-"""Deletes (migration 0009, README "Feeding it from your OLTP database"): a tombstone staged for a
+"""Deletes (migration 0009, docs/cdc.md): a tombstone staged for a
 row — deleted = true, its last version with a later updated_at — marks the fact or dimension row
 deleted (deleted_at, audited) instead of removing it; the KPIs ignore deleted rows; a later
 version of the key brings it back; an older one stays stale. Staged by hand here, as any producer

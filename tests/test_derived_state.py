@@ -1,4 +1,4 @@
-"""CONTRACT 2.6: returns turn orders RETURNED, orders never move backwards, the SLA flag is computed."""
+"""docs/contract.md §2.6: returns turn orders RETURNED, orders never move backwards, the SLA flag is computed."""
 
 import psycopg
 import pytest

@@ -1,4 +1,4 @@
-"""CONTRACT 5.1: bounded waits, recorded failures. A call that hits lock_timeout or max_run_time,
+"""docs/contract.md §5.1: bounded waits, recorded failures. A call that hits lock_timeout or max_run_time,
 or fails for any other reason, changes nothing, returns status failed with the error instead of
 raising, leaves a failed etl_runs row, and the next call retries the same rows. A setting that
 cannot be parsed fails the call with a message naming it, recorded like any failure."""

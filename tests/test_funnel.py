@@ -1,4 +1,4 @@
-"""CONTRACT 2.5: the funnel is append-only; a replayed event_id is a duplicate."""
+"""docs/contract.md §2.5: the funnel is append-only; a replayed event_id is a duplicate."""
 
 import threading
 import time

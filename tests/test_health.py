@@ -1,4 +1,4 @@
-"""CONTRACT 5.4: globalcart.pipeline_health, one row per source, and `globalcart health`, which
+"""docs/contract.md §5.4: globalcart.pipeline_health, one row per source, and `globalcart health`, which
 prints it and exits non-zero when a source is lagging or failing (for monitoring probes)."""
 
 import json

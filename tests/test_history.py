@@ -1,4 +1,4 @@
-"""CONTRACT section 7, history: loaded_run_id on every version, deletes audited, <table>_as_of(at)
+"""docs/contract.md §7, history: loaded_run_id on every version, deletes audited, <table>_as_of(at)
 and kpi_values_as_of(at) equal to what the warehouse held (and a snapshot stored) then,
 order_timeline(order_id), revert_run(run_id) — of an insert-only run, an update run, a run that
 turned orders RETURNED, a run refused because later runs changed its rows, a revert of a revert —

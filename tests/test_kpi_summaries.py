@@ -1,4 +1,4 @@
-"""KPI summaries kept by the refresh (CONTRACT 3, "KPIs by slice"; DESIGN pattern 9): after every
+"""KPI summaries kept by the refresh (docs/contract.md §3, "KPIs by slice"; docs/design.md rule 9): after every
 refresh of every kind of change, the summaries equal a rebuild from the facts, and kpi_values()
 over any slice equals the contract's definitions computed straight from the facts — here by SQL
 of this test's own, not by the product's."""

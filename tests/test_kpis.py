@@ -1,4 +1,4 @@
-"""CONTRACT section 3: every KPI equals its hand-computed value on a small dataset."""
+"""docs/contract.md §3: every KPI equals its hand-computed value on a small dataset."""
 
 from decimal import Decimal
 

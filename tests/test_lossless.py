@@ -1,4 +1,4 @@
-"""CONTRACT 2.1: every committed staged row is applied, deferred or rejected by exactly one
+"""docs/contract.md §2.1: every committed staged row is applied, deferred or rejected by exactly one
 refresh — with producers writing concurrently and refreshes racing. (A refresh cancelled midway,
 killed or stopped with the server: test_failures.py and test_crash.py.)"""
 

@@ -1,4 +1,4 @@
-"""CONTRACT 2.2 (newest wins) and 2.3 (idempotent)."""
+"""docs/contract.md §2.2 (newest wins) and 2.3 (idempotent)."""
 
 from helpers import (
     FACT_OF,

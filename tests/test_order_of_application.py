@@ -1,4 +1,4 @@
-"""CONTRACT 2.8: dimensions before facts, orders before children, early children wait,
+"""docs/contract.md §2.8: dimensions before facts, orders before children, early children wait,
 orphans after the timeout, inferred dimension members."""
 
 import time

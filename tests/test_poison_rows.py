@@ -1,4 +1,4 @@
-"""CONTRACT 2.7 (amended), DESIGN pattern 8: no row can make a call fail or stall other rows.
+"""docs/contract.md §2.7 (amended), docs/design.md rule 8: no row can make a call fail or stall other rows.
 A row that fails for a reason no check foresaw is isolated and rejected with its SQLSTATE and
 message; every other row of every source is applied in the same call; the fast path pays for
 isolation only when something fails."""

@@ -1,4 +1,4 @@
-"""CONTRACT 2.7: bad rows are quarantined with a reason; the rest of the batch is applied."""
+"""docs/contract.md §2.7: bad rows are quarantined with a reason; the rest of the batch is applied."""
 
 from datetime import timedelta
 

@@ -1,4 +1,4 @@
-"""CONTRACT 2.7 (amended): values must be real. NaN in a numeric column, an infinite timestamp,
+"""docs/contract.md §2.7 (amended): values must be real. NaN in a numeric column, an infinite timestamp,
 an updated_at beyond now() + max_clock_skew are rejected with their reason, in every source and
 every column they apply to; the rest of the batch is applied and no watermark moves into the future."""
 

@@ -1,4 +1,4 @@
-"""The one list of sources: globalcart.etl_sources is CONTRACT section 1, and everything that repeats
+"""The one list of sources: globalcart.etl_sources is docs/contract.md §1, and everything that repeats
 per source follows it — the refresh's steps, the work tables, the staging counts, the driver."""
 
 import psycopg

@@ -1,4 +1,4 @@
-"""CONTRACT 5.5: globalcart.purge_history() deletes etl_runs, etl_rejects and kpi_snapshots rows
+"""docs/contract.md §5.5: globalcart.purge_history() deletes etl_runs, etl_rejects and kpi_snapshots rows
 older than history_retention (90 days) and audit rows older than audit_retention (default: kept)."""
 
 import psycopg

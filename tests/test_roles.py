@@ -1,4 +1,4 @@
-"""CONTRACT section 6, table-driven: for each group role, a login member tries every action of the
+"""docs/contract.md §6, table-driven: for each group role, a login member tries every action of the
 "may" and "may not" columns and gets exactly the contract's answer; PUBLIC has nothing; an outsider
 cannot make a refresh skip, wait or fail; the refresh works for a plain refresher member and its
 audit rows say who called it."""
@@ -22,7 +22,7 @@ def _insert_order(conn: psycopg.Connection, extra: str = "") -> None:
     )
 
 
-# action: (what it does, the roles that may do it — CONTRACT section 6)
+# action: (what it does, the roles that may do it — docs/contract.md §6)
 ACTIONS: dict[str, tuple[Callable[[psycopg.Connection], object], set[str]]] = {
     "INSERT the business columns of staging": (_insert_order, {"loader"}),
     "COPY the business columns into staging": (lambda c: stage(c, "orders", [order(51)]), {"loader"}),

@@ -1,4 +1,4 @@
-"""CONTRACT 2.9 (one at a time), 2.10 (watermarks), 2.11 (run log and summary)."""
+"""docs/contract.md §2.9 (one at a time), 2.10 (watermarks), 2.11 (run log and summary)."""
 
 import time
 

@@ -1,4 +1,4 @@
-"""CONTRACT sections 4 and 5: the pg_cron jobs, registered where pg_cron lives, and really run by
+"""docs/contract.md §§4 and 5: the pg_cron jobs, registered where pg_cron lives, and really run by
 it (the tests marked slow wait for a minute tick)."""
 
 import time

@@ -1,4 +1,4 @@
-"""CONTRACT section 1: the tables, columns, types and keys that producers and BI rely on."""
+"""docs/contract.md §1: the tables, columns, types and keys that producers and BI rely on."""
 
 import pytest
 from helpers import fetch, scalar
@@ -182,7 +182,7 @@ def test_primary_keys_are_distribution_ready(conn, table):
                           WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY k.n""",
         f"globalcart.{table}",
     )
-    # CONTRACT 1: the contract's key, then the partition column of a table partitioned by time
+    # docs/contract.md §1: the contract's key, then the partition column of a table partitioned by time
     assert [c[0] for c in cols] == KEYS[table] + PARTITION_COLUMN.get(table, [])
 
 
@@ -191,7 +191,7 @@ def test_audit_table_has_audit_columns_and_every_column_of_its_table(conn, table
     audit = [name for name, _, _ in _columns(conn, f"audit_{table}")]
     assert audit[:3] == ["audit_id", "audited_at", "audit_run_id"]
     columns = [name for name, _, _ in _columns(conn, table)]
-    # every column of its table, in the table's order, and who made the change, and how (CONTRACT 7)
+    # every column of its table, in the table's order, and who made the change, and how (docs/contract.md §7)
     assert [name for name in audit if name in columns] == columns
     assert set(audit) - set(columns) == {"audit_id", "audited_at", "audit_run_id", "audited_by", "audit_action"}
 

@@ -1,4 +1,4 @@
--- Inferred dimension members (CONTRACT 2.8): a fact that names a customer or product the
+-- Inferred dimension members (docs/contract.md §2.8): a fact that names a customer or product the
 -- dimension does not hold yet gets a placeholder row flagged is_inferred, so that joins
 -- never lose the fact. The first real row staged for that key replaces the placeholder
 -- whatever its updated_at (see apply_customers / apply_products).

@@ -1,5 +1,5 @@
 -- globalcart.apply_source(source, run_id, now, latest_valid, orphan_cutoff): one source's
--- claimed batch, applied so that no row can stop it (CONTRACT 2.7, DESIGN pattern 8).
+-- claimed batch, applied so that no row can stop it (docs/contract.md §2.7, docs/design.md rule 8).
 --
 -- Fast path: globalcart.apply_batch() over the whole batch, a few set-based statements,
 -- inside a subtransaction. Failure path, only when that raises an error the rows can cause

@@ -1,5 +1,4 @@
--- globalcart.bulk_bound(max_stored): the bound of the refresh's bulk path (README "What a refresh
--- does"). A key above every key stored (max_stored) cannot be stored: the refresh
+-- globalcart.bulk_bound(max_stored): the bound of the refresh's bulk path (docs/refresh.md). A key above every key stored (max_stored) cannot be stored: the refresh
 -- looks it up nowhere — no old version, no move, no status transition, no old KPI contribution — and
 -- inserts it with the same validation and quarantine as any key. Every lookup by key compares with
 -- this bound. It is max_stored itself; only a session that sets `globalcart.bulk_path = off` gets the

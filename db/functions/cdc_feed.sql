@@ -1,5 +1,4 @@
--- globalcart.cdc_feed(): the state of this warehouse's CDC feed (README "Feeding it from your OLTP
--- database"), the logical replication subscription globalcart_cdc that `globalcart cdc attach`
+-- globalcart.cdc_feed(): the state of this warehouse's CDC feed (docs/cdc.md), the logical replication subscription globalcart_cdc that `globalcart cdc attach`
 -- creates — no row when there is none. Read from the server's catalog and statistics (what the
 -- warehouse side can see: no connection to the source):
 --   enabled         the subscription is enabled

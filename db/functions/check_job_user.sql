@@ -1,7 +1,7 @@
 -- globalcart.check_job_user(run_as): raises GC009, saying what to do, unless run_as can run the
--- scheduled jobs (CONTRACT section 6): a login role that is not a superuser and is a member of
+-- scheduled jobs (docs/contract.md §6): a login role that is not a superuser and is a member of
 -- globalcart_refresher (migrate creates globalcart_cron for this). pg_cron connects as it, so
--- pg_hba.conf must let it in (see the README, "Roles and access").
+-- pg_hba.conf must let it in (see docs/operations.md, "Roles and access").
 CREATE OR REPLACE FUNCTION globalcart.check_job_user(run_as name)
   RETURNS void
   LANGUAGE plpgsql STABLE

@@ -1,4 +1,4 @@
--- globalcart.derive_returned_orders(): the derived status of CONTRACT 2.6. A return whose
+-- globalcart.derive_returned_orders(): the derived status of docs/contract.md §2.6. A return whose
 -- return_status is not REJECTED turns its order RETURNED when the order is DELIVERED or
 -- COMPLETED. Looked at for the orders this refresh touched: those of the batch's orders
 -- and of its returns (globalcart.work_orders, globalcart.work_returns), so a return that

@@ -1,5 +1,5 @@
 -- CALL globalcart.drain_staging(): repeats globalcart.run_incremental_refresh(), committing
--- after each call, until no source has a backlog (CONTRACT 5.2) — for a backlog larger than
+-- after each call, until no source has a backlog (docs/contract.md §5.2) — for a backlog larger than
 -- etl_settings 'max_rows_per_run', after an outage or a bulk load. A NOTICE reports the
 -- calls and rows. A call that is skipped (another refresh is running) or fails ends it
 -- with an error (GC005; the failed run is recorded and committed first).

@@ -1,5 +1,5 @@
 -- globalcart.history_run_at(at): the last run that had finished by `at` (0 when none had) — the
--- warehouse at `at` holds the versions written by runs up to it (CONTRACT 7). Runs write one at a
+-- warehouse at `at` holds the versions written by runs up to it (docs/contract.md §7). Runs write one at a
 -- time (the refresh's lock; revert_run takes it too), so run ids follow their finishing order and
 -- "written by run <= N" is "written by a run finished by `at`". Runs that failed wrote nothing.
 -- Owner's rights: the as-of functions call it for their callers, who may not read etl_runs.

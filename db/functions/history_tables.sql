@@ -1,4 +1,4 @@
--- globalcart.history_tables(): the tables with history (CONTRACT 7) — every fact and dimension
+-- globalcart.history_tables(): the tables with history (docs/contract.md §7) — every fact and dimension
 -- that has an audit table globalcart.audit_<table> — read from the catalog, with what the history
 -- functions need to write their SQL for each:
 --   key_columns  the row's key: the primary key's columns without the partition column

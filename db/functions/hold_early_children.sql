@@ -2,7 +2,7 @@
 -- children (the sources of globalcart.etl_sources that wait for their order: order_items,
 -- payments, shipments, returns) share, run by their apply_<source>() after dedup, on
 -- globalcart.work_<source>:
---   1. each row has its order's order_ts (the row's partition, CONTRACT 1), from the order
+--   1. each row has its order's order_ts (the row's partition, docs/contract.md §1), from the order
 --      directory (globalcart.kpi_order_state, which apply_orders keeps; apply_<source> wrote it
 --      with the row); an order the directory does not know and whose id is not above every stored
 --      one (written outside the refresh) is looked up in every month;

@@ -1,5 +1,5 @@
 -- globalcart.install_as_of(table): writes globalcart.<table>_as_of(at timestamptz) RETURNS SETOF
--- globalcart.<table> (CONTRACT 7): the rows as the warehouse held them at `at`. db/views/as_of.sql
+-- globalcart.<table> (docs/contract.md §7): the rows as the warehouse held them at `at`. db/views/as_of.sql
 -- calls it for every table that has an audit table, on every migrate, so that each function lists
 -- its table's columns as they are (generated from the catalog, like the audit triggers).
 --

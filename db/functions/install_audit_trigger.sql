@@ -1,4 +1,4 @@
--- globalcart.install_audit_trigger(table): the audit of one table (CONTRACT 2.4 and 7). Before a
+-- globalcart.install_audit_trigger(table): the audit of one table (docs/contract.md §2.4 and 7). Before a
 -- dimension or fact row is overwritten, a row-level BEFORE UPDATE trigger copies the old
 -- version into globalcart.audit_<table>, stamped with the refresh's run id
 -- (globalcart.current_run_id(), NULL outside a refresh), and stamps the new version's

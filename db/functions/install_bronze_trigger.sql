@@ -1,6 +1,5 @@
 -- globalcart.install_bronze_trigger(bronze_table, source): the trigger that stages every change a
--- logical replication subscription applies to a bronze table (README "Feeding it from your OLTP
--- database"; `globalcart cdc attach` creates the bronze tables as a mirror of the source's
+-- logical replication subscription applies to a bronze table (docs/cdc.md; `globalcart cdc attach` creates the bronze tables as a mirror of the source's
 -- published tables — same schema and name, as logical replication matches them — records each in
 -- globalcart.etl_cdc_tables and calls this for each).
 --

@@ -1,6 +1,6 @@
 -- globalcart.is_row_error(sqlstate): whether an error that stopped a source's batch can
 -- have been caused by the rows themselves, so that the refresh isolates and rejects the
--- rows that cause it (CONTRACT 2.7): data exceptions (class 22, e.g. a value out of range),
+-- rows that cause it (docs/contract.md §2.7): data exceptions (class 22, e.g. a value out of range),
 -- integrity violations (23) and program limits (54, e.g. "index row requires 10272 bytes").
 -- Everything else — a lock or statement timeout, a cancel, a deadlock, a full disk, a
 -- missing privilege, a bad setting (GC001) — says nothing about the rows: the call fails,

@@ -1,4 +1,4 @@
--- globalcart.kpi_from_sums(…): the fourteen KPIs of CONTRACT section 3, in contract order
+-- globalcart.kpi_from_sums(…): the fourteen KPIs of docs/contract.md §3, in contract order
 -- (kpi_order 1-14), from the additive sums they are ratios of (the order-grain ratios by
 -- globalcart.kpi_order_ratios, which the kpi_daily view uses too); kpi_values() (a slice, from the summaries) and kpi_values_as_of() (the warehouse at a
 -- time, from the as-of functions) compute the sums and call it. Money is USD. A ratio with a zero
@@ -49,4 +49,4 @@ END;
 $$;
 COMMENT ON FUNCTION globalcart.kpi_from_sums(bigint, numeric, numeric, bigint, bigint, bigint, numeric, bigint, bigint,
                                               bigint, bigint, bigint, bigint, bigint, bigint, numeric, numeric, boolean) IS
-  'The fourteen KPIs (CONTRACT 3) from their additive sums; used by kpi_values and kpi_values_as_of.';
+  'The fourteen KPIs (docs/contract.md §3) from their additive sums; used by kpi_values and kpi_values_as_of.';

@@ -2,7 +2,7 @@
 -- to the order-grain partial state (globalcart.kpi_order_summary's columns, in the order's
 -- currency) given its status, whether it is deleted, its amounts, and what its items, payments,
 -- shipments and returns add up to (their deleted rows left out: globalcart.kpi_order_state's
--- columns). CONTRACT 3: live orders are those not CANCELLED; a deleted order counts nothing, not
+-- columns). docs/contract.md §3: live orders are those not CANCELLED; a deleted order counts nothing, not
 -- even as an order of its bucket (a bucket whose orders are all deleted is no bucket).
 --
 -- Every place that turns orders into KPI sums calls it: the refresh (old contribution out, new in:
@@ -35,5 +35,5 @@ AS $$
 $$;
 COMMENT ON FUNCTION globalcart.kpi_order_contribution(text, boolean, numeric, numeric, bigint, numeric, bigint, bigint,
                                                        bigint, bigint) IS
-  'The per-order KPI rule (CONTRACT 3): one order''s contribution to kpi_order_summary from its status, deleted flag, '
+  'The per-order KPI rule (docs/contract.md §3): one order''s contribution to kpi_order_summary from its status, deleted flag, '
   'amounts and children''s sums; inlined into the refresh, the rebuild and the KPI reads.';

@@ -1,4 +1,4 @@
--- globalcart.kpi_order_ratios(…): the ratio KPIs of the order grain (CONTRACT 3), written once,
+-- globalcart.kpi_order_ratios(…): the ratio KPIs of the order grain (docs/contract.md §3), written once,
 -- from the additive sums they are ratios of: aov_usd, return_rate, sla_breach_rate,
 -- on_time_delivery_rate, payment_failure_rate. A zero denominator gives NULL. kpi_from_sums (every
 -- KPI read: kpi_values, kpi_values_as_of, snapshots) and the kpi_daily view call it; a
@@ -18,4 +18,4 @@ AS $$
          $8::numeric / nullif($7, 0)
 $$;
 COMMENT ON FUNCTION globalcart.kpi_order_ratios(bigint, numeric, bigint, bigint, bigint, bigint, bigint, bigint) IS
-  'The order-grain ratio KPIs (CONTRACT 3) from their sums; NULL on a zero denominator. Used by kpi_from_sums and kpi_daily.';
+  'The order-grain ratio KPIs (docs/contract.md §3) from their sums; NULL on a zero denominator. Used by kpi_from_sums and kpi_daily.';

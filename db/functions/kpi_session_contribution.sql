@@ -1,6 +1,6 @@
 -- globalcart.kpi_session_contribution(purchased, carted, payment_failed, max_cart_value_usd): the
 -- per-session KPI rule, written once — what one session (a row of globalcart.kpi_session_state)
--- adds to the funnel's partial state (globalcart.kpi_funnel_summary's columns). CONTRACT 3:
+-- adds to the funnel's partial state (globalcart.kpi_funnel_summary's columns). docs/contract.md §3:
 -- conversion counts sessions with a PURCHASE; abandonment, sessions with an ADD_TO_CART and no
 -- PURCHASE; revenue lost to failures, the greatest cart value of sessions with a PAYMENT_FAILED and
 -- no PURCHASE; to abandonment, of sessions with an ADD_TO_CART, no PAYMENT_FAILED and no PURCHASE.
@@ -20,5 +20,5 @@ AS $$
          CASE WHEN $2 AND NOT $3 AND NOT $1 THEN coalesce($4, 0) ELSE 0 END
 $$;
 COMMENT ON FUNCTION globalcart.kpi_session_contribution(boolean, boolean, boolean, numeric) IS
-  'The per-session KPI rule (CONTRACT 3): one session''s contribution to kpi_funnel_summary from its flags and greatest '
+  'The per-session KPI rule (docs/contract.md §3): one session''s contribution to kpi_funnel_summary from its flags and greatest '
   'cart value; inlined into the refresh, the rebuild and the KPI reads.';

@@ -1,5 +1,5 @@
--- globalcart.kpi_values(from_ts, to_ts, country_code, channel): the fourteen KPIs of CONTRACT
--- section 3 over a slice, in contract order (kpi_order 1-14); with no arguments, over the whole
+-- globalcart.kpi_values(from_ts, to_ts, country_code, channel): the fourteen KPIs of
+-- docs/contract.md §3 over a slice, in contract order (kpi_order 1-14); with no arguments, over the whole
 -- warehouse (what snapshot_kpis stores). NULL means no bound.
 --   - Order-grain KPIs (1-10) count the orders with order_ts in [from_ts, to_ts) of that country
 --     and channel, with all their items, payments, shipments and returns.
@@ -152,4 +152,4 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION globalcart.kpi_values(timestamptz, timestamptz, char, text) IS
-  'The KPIs of CONTRACT section 3 over a slice (order_ts / first event in [from_ts, to_ts), country, channel; NULL = all), from the summaries the refresh keeps; whole warehouse with no arguments.';
+  'The KPIs of docs/contract.md §3 over a slice (order_ts / first event in [from_ts, to_ts), country, channel; NULL = all), from the summaries the refresh keeps; whole warehouse with no arguments.';

@@ -1,5 +1,5 @@
--- globalcart.kpi_values_as_of(at): the fourteen KPIs of CONTRACT section 3 over the whole
--- warehouse as it was at `at` (CONTRACT 7) — what globalcart.snapshot_kpis() would have stored
+-- globalcart.kpi_values_as_of(at): the fourteen KPIs of docs/contract.md §3 over the whole
+-- warehouse as it was at `at` (docs/contract.md §7) — what globalcart.snapshot_kpis() would have stored
 -- then: the same sums as kpi_values() with no arguments, computed from the as-of functions
 -- (fact_orders_as_of(at), …, and dim_currency_as_of(at) for the USD rates of that time) rather than
 -- from the summaries the refresh keeps, so it reads every fact and its audit rows once (hash joins
@@ -84,4 +84,4 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION globalcart.kpi_values_as_of(timestamptz) IS
-  'The KPIs (CONTRACT 3) of the whole warehouse as it was at the given time: what snapshot_kpis would have stored then.';
+  'The KPIs (docs/contract.md §3) of the whole warehouse as it was at the given time: what snapshot_kpis would have stored then.';

@@ -1,4 +1,4 @@
--- Order status rules (CONTRACT 2.6): statuses rank PLACED < PAID < SHIPPED < DELIVERED <
+-- Order status rules (docs/contract.md §2.6): statuses rank PLACED < PAID < SHIPPED < DELIVERED <
 -- COMPLETED < RETURNED; CANCELLED is reachable only from PLACED or PAID and never left.
 --
 -- These run once per row inside the refresh's upsert (ON CONFLICT … DO UPDATE … WHERE), so

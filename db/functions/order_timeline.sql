@@ -1,5 +1,5 @@
 -- globalcart.order_timeline(order_id): every version of one order and of its items, payments,
--- shipments and returns (CONTRACT 7), oldest first: the current rows and the old versions the
+-- shipments and returns (docs/contract.md §7), oldest first: the current rows and the old versions the
 -- audit tables hold — updated and deleted ones — with
 --   table_name   the fact, e.g. fact_payments
 --   key          the row's key, e.g. {"order_id": 4711, "payment_id": 9}

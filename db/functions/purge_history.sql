@@ -1,4 +1,4 @@
--- globalcart.purge_history(): retention (CONTRACT 5.5). Deletes etl_runs, etl_rejects and
+-- globalcart.purge_history(): retention (docs/contract.md §5.5). Deletes etl_runs, etl_rejects and
 -- kpi_snapshots rows older than etl_settings 'history_retention' (default 90 days), and,
 -- when 'audit_retention' is an interval (default 'none': kept for ever), the rows of every
 -- audit table (globalcart.audit_*, read from the catalog) audited longer ago than that; and,

@@ -1,5 +1,5 @@
 -- globalcart.record_failed_run(started_at, error): the end of a refresh call whose work was
--- rolled back (CONTRACT 5.1). Writes an etl_runs row with status 'failed' and the error,
+-- rolled back (docs/contract.md §5.1). Writes an etl_runs row with status 'failed' and the error,
 -- raises a WARNING that says so, and returns the summary
 --   {"run_id", "status": "failed", "error": {"sqlstate", "message"[, "detail", "hint"]}, …}
 -- with every count 0 and, per source, the backlog still staged (null when even counting

@@ -1,4 +1,4 @@
--- CALL globalcart.refresh_for(run_for, pause): follow mode (CONTRACT 4 and 5.3). Repeats
+-- CALL globalcart.refresh_for(run_for, pause): follow mode (docs/contract.md §4 and 5.3). Repeats
 -- globalcart.run_incremental_refresh(), committing after each call, for run_for: after a
 -- call that found nothing to do it sleeps `pause`, so a row staged while it runs is
 -- applied within about pause plus one refresh. The pg_cron job of

@@ -1,5 +1,5 @@
 -- globalcart.refresh_job_command(follow): the command of the pg_cron job
--- 'globalcart-incremental-refresh' (CONTRACT sections 4 and 5.1), one definition for
+-- 'globalcart-incremental-refresh' (docs/contract.md §§4 and 5.1), one definition for
 -- schedule_incremental_refresh() and for `globalcart schedule` (cron.schedule_in_database).
 --   plain:  SELECT pg_catalog.set_config('statement_timeout', globalcart.job_statement_timeout(), false);
 --           SELECT globalcart.run_incremental_refresh()

@@ -1,5 +1,5 @@
 -- globalcart.refresh_settings(): every setting a refresh call uses, read and checked once
--- at its start (CONTRACT section 5: each has a default and takes effect at the next call).
+-- at its start (docs/contract.md §5: each has a default and takes effect at the next call).
 -- An unparsable value raises GC001 naming the setting; the refresh records that as a
 -- failed run instead of silently using the default.
 CREATE OR REPLACE FUNCTION globalcart.refresh_settings(

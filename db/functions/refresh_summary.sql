@@ -1,5 +1,5 @@
 -- globalcart.refresh_summary(run_id, status, started_at, sources, extra): the jsonb a refresh
--- call returns (CONTRACT 2.11), built the same way on every path (ok, failed, skipped,
+-- call returns (docs/contract.md §2.11), built the same way on every path (ok, failed, skipped,
 -- nothing staged):
 --   {"run_id", "status", "started_at", "finished_at", "duration_ms",
 --    "<source>": {counts, "backlog"}…, "sources": {"<source>": {…}…}, "totals": {counts}} || extra

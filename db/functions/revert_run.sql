@@ -1,5 +1,5 @@
 -- globalcart.revert_run(run_id): undoes what one run changed in the facts and dimensions
--- (CONTRACT 7), as a new run — audited like any other, so that it can itself be reverted.
+-- (docs/contract.md §7), as a new run — audited like any other, so that it can itself be reverted.
 --   1. Takes the refresh's lock (waiting up to lock_timeout, 10 s, for a running refresh), then
 --      checks the run: it must exist, have finished 'ok' (a failed run changed nothing) and not be
 --      reverted now (a revert of it that has not itself been reverted) — else GC010, no change.
@@ -142,7 +142,7 @@ BEGIN
     v_later := v_later || coalesce(v_runs, '{}');
     v_outside := v_outside OR v_out;
   END LOOP;
-  -- Derived state (CONTRACT 2.6): a later run that delivered an order turned it RETURNED because of
+  -- Derived state (docs/contract.md §2.6): a later run that delivered an order turned it RETURNED because of
   -- a return of this run; taking the return away would leave it RETURNED with no return. That
   -- later run stands on this one: it is named like the others.
   v_later := v_later || ARRAY(
@@ -273,4 +273,4 @@ BEGIN
 END;
 $$;
 COMMENT ON FUNCTION globalcart.revert_run(bigint) IS
-  'Undoes one run (CONTRACT 7) as a new audited run: rows it inserted deleted, rows it updated or deleted restored; refuses (GC011) when later runs changed the same rows.';
+  'Undoes one run (docs/contract.md §7) as a new audited run: rows it inserted deleted, rows it updated or deleted restored; refuses (GC011) when later runs changed the same rows.';

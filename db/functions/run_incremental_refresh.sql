@@ -1,5 +1,5 @@
 -- globalcart.run_incremental_refresh(): applies what is staged in globalcart.stg_* to the
--- dimensions and facts, in one transaction (CONTRACT section 2), and never stops on a bad
+-- dimensions and facts, in one transaction (docs/contract.md §2), and never stops on a bad
 -- row or hangs on a lock (section 5).
 --
 --   1. LOCK globalcart.etl_refresh_lock NOWAIT: if another refresh holds it, return "skipped"
@@ -42,7 +42,7 @@ CREATE OR REPLACE FUNCTION globalcart.run_incremental_refresh()
   -- of a few hundred thousand rows are sorted in memory. One refresh runs at a time.
   SET random_page_cost = 1.1
   SET work_mem = '64MB'
-  -- Every join of the batch with the warehouse goes through an index (DESIGN pattern 4): a
+  -- Every join of the batch with the warehouse goes through an index (docs/design.md rule 4): a
   -- nested loop of index probes, whose cost follows the batch. With monthly partitions a probe by
   -- a key without its month visits each month's index, and the planner, costing that, would
   -- rather hash the whole of a fact once a batch is a tenth of it: O(warehouse). No step joins two

@@ -1,5 +1,5 @@
--- globalcart.schedule_incremental_refresh(schedule, follow, run_as): scheduling (CONTRACT sections
--- 4, 5 and 6) with pg_cron, when pg_cron lives in this database (cron.database_name; elsewhere
+-- globalcart.schedule_incremental_refresh(schedule, follow, run_as): scheduling (docs/contract.md
+-- §§4, 5 and 6) with pg_cron, when pg_cron lives in this database (cron.database_name; elsewhere
 -- require_pg_cron_here() raises GC004 with the command to run there instead — `globalcart
 -- schedule` does it with cron.schedule_in_database). Registers, or re-registers, as jobs that
 -- pg_cron runs as `run_as` (default globalcart_cron: a login member of globalcart_refresher, not a

@@ -1,4 +1,4 @@
--- globalcart.source_stats(...): the per-source counts of a refresh summary (CONTRACT 2.11),
+-- globalcart.source_stats(...): the per-source counts of a refresh summary (docs/contract.md §2.11),
 -- one jsonb object with every count present (0 where nothing happened).
 CREATE OR REPLACE FUNCTION globalcart.source_stats(
     p_claimed bigint DEFAULT 0, p_inserted bigint DEFAULT 0, p_updated bigint DEFAULT 0,

@@ -1,4 +1,4 @@
--- The privileges of CONTRACT section 6, exactly, run by `migrate` after the routine files on every
+-- The privileges of docs/contract.md §6, exactly, run by `migrate` after the routine files on every
 -- run, so that they cover every object there is — generated from the catalog (dim_*, fact_*,
 -- audit_* tables) and the source registry (the staging tables and their business columns), never
 -- a hand list. Each group role is first stripped of everything in the schema, then given its

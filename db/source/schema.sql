@@ -1,4 +1,4 @@
--- The OLTP source (README "Feeding it from your OLTP database"): the operational schema of an
+-- The OLTP source (docs/cdc.md): the operational schema of an
 -- e-commerce application, in a database of its own, and the PUBLICATION the warehouse subscribes
 -- to. `globalcart source init` applies this file (idempotent); `globalcart source simulate` runs an
 -- application workload against it.

@@ -1,4 +1,4 @@
--- The audit triggers (CONTRACT 2.4), generated from the catalog: every table of the schema
+-- The audit triggers (docs/contract.md §2.4), generated from the catalog: every table of the schema
 -- that has an audit table globalcart.audit_<table> gets its BEFORE UPDATE trigger from
 -- globalcart.install_audit_trigger(), regenerated on every migrate so that it stays in step
 -- with the table's columns. The generated trigger functions name everything schema-qualified and

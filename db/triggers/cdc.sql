@@ -1,4 +1,4 @@
--- The CDC feed's staging triggers (README "Feeding it from your OLTP database"), regenerated on
+-- The CDC feed's staging triggers (docs/cdc.md), regenerated on
 -- every migrate from globalcart.etl_cdc_tables — the bronze tables `globalcart cdc attach`
 -- created — so that each stays in step with its staging table's columns. Nothing without a feed.
 -- A table still in its initial copy is left as attach made it: the copy holds a lock on it while

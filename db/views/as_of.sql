@@ -1,4 +1,4 @@
--- The as-of functions (CONTRACT 7), generated from the catalog: every table of the schema that
+-- The as-of functions (docs/contract.md §7), generated from the catalog: every table of the schema that
 -- has an audit table globalcart.audit_<table> gets globalcart.<table>_as_of(at) from
 -- globalcart.install_as_of(), regenerated on every migrate so that it stays in step with the
 -- table's columns.

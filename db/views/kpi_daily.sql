@@ -1,4 +1,4 @@
--- globalcart.kpi_daily (CONTRACT 3, "KPIs by slice"): one row per UTC day of order_ts × country
+-- globalcart.kpi_daily (docs/contract.md §3, "KPIs by slice"): one row per UTC day of order_ts × country
 -- × channel with the order-grain KPIs (1-10) of the orders of that day, for BI tools, read from
 -- globalcart.kpi_order_summary (the refresh keeps it): as cheap as the number of days. Money in
 -- USD with today's dim_currency.usd_rate; ratios NULL on an empty denominator, by the same formulas
@@ -42,4 +42,4 @@ SELECT d.order_day AS day, d.country_code, d.channel,
                                                 d.breached_shipments::bigint, d.payments::bigint,
                                                 d.failed_payments::bigint) AS r;
 COMMENT ON VIEW globalcart.kpi_daily IS
-  'Order-grain KPIs (1-10 of CONTRACT 3) per UTC day of order_ts, country and channel, in USD, with the counts behind each ratio; read from kpi_order_summary.';
+  'Order-grain KPIs (1-10 of docs/contract.md §3) per UTC day of order_ts, country and channel, in USD, with the counts behind each ratio; read from kpi_order_summary.';

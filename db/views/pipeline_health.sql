@@ -1,4 +1,4 @@
--- globalcart.pipeline_health (CONTRACT 5.4): "is the pipeline healthy, and how far behind is
+-- globalcart.pipeline_health (docs/contract.md §5.4): "is the pipeline healthy, and how far behind is
 -- it?", one row per source, for people, `globalcart health` and monitoring probes:
 --   staged_rows       rows staged and not yet examined (the backlog)
 --   deferred_rows     rows waiting for their order (order-grain children)
