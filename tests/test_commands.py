@@ -38,6 +38,18 @@ def test_demo_runs_end_to_end_and_the_kpis_move(dsn):
         seeded = scalar(conn, "SELECT count(*) FROM globalcart.fact_orders") - run["orders"]["inserted"]
     assert output.format_summary(run, sources) in out
     assert out.rstrip().endswith(output.format_comparison(comparison, "before", "after"))
+    # and, read back from the text without the formatter: each KPI's line carries the database's values
+    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines()[-16:] if line.split()}
+    for name, before, after, *_ in comparison:
+        printed = [float(v.replace(",", "")) if v != "n/a" else None for v in lines[name][:2]]
+        for shown, value in zip(printed, (before, after), strict=True):
+            assert (shown is None) == (value is None), (name, lines[name])
+            if value is not None:
+                assert abs(shown - float(value)) <= max(0.006, abs(float(value)) * 1e-4), (name, shown, value)
+    for source in sources:  # the per-source counts of the run, as printed
+        row = next(line.split() for line in out.splitlines()
+                   if line.split()[:1] == [source] and len(line.split()) == 9 and line.split()[1].isdigit())
+        assert row[1:4] == [str(run[source][c]) for c in output.COUNT_COLUMNS[:3]], (source, row)
     assert seeded == 2000 and run["orders"]["inserted"] > 0 and run["totals"]["rejected"] == 8
     moved = {name for name, before, after, *_ in comparison if before != after}
     assert {"orders", "gmv_usd", "return_rate", "refunds_usd", "units"} <= moved
