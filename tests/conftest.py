@@ -19,8 +19,8 @@ import psycopg
 import pytest
 from servers import database, start_test_server
 
-from driver.embedded import EmbeddedServer
-from driver.migrate import migrate
+from driver.core.migrate import migrate
+from driver.servers.embedded import EmbeddedServer
 
 CRON_DB = "gc_cron"
 TEMPLATE_DB = "gc_template"

@@ -60,7 +60,7 @@ def run_cli(*args: str, dsn: str | None = None, env_dsn: str | None = None, env:
         done = subprocess.run([sys.executable, "-m", "driver", *argv], cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=timeout, check=False)  # fmt: skip
         return CliResult(done.returncode, done.stdout, done.stderr)
-    from driver.cli import main
+    from driver.commands import main
 
     out, err = io.StringIO(), io.StringIO()
     saved = dict(os.environ)

@@ -10,8 +10,8 @@ from typing import Any
 from pytest_postgresql.executors import PostgreSQLExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from driver.citus import NODE_OPTIONS, create_cluster_database
-from driver.embedded import EmbeddedServer, EmbeddedServerError, prepare_server
+from driver.scale.citus import NODE_OPTIONS, create_cluster_database
+from driver.servers.embedded import EmbeddedServer, EmbeddedServerError, prepare_server
 
 
 class TestServer(EmbeddedServer):
@@ -68,7 +68,7 @@ CITUS_INSTALL = "GLOBALCART_CITUS_SOURCE=<Citus source folder> bash .ci/setup.sh
 
 def citus_installed() -> bool:
     """Is Citus built for the installed server (its library in the server's lib folder)?"""
-    from driver.embedded import find_pg_bin
+    from driver.servers.embedded import find_pg_bin
 
     return (find_pg_bin().parent / "lib" / "citus.so").is_file()
 

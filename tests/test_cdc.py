@@ -22,8 +22,9 @@ from helpers import fetch, refresh, rejects, run_cli, scalar, wait_for
 from servers import TestServer, database, start_test_server
 from test_kpi_summaries import assert_same_kpis, assert_summaries_equal_a_rebuild, expected_kpis, kpi_values
 
-from driver import cdc, oltp
-from driver.migrate import migrate
+from driver.core.migrate import migrate
+from driver.feeds import cdc
+from driver.simulation import shop as oltp
 
 LOGICAL = ("-c wal_level=logical -c max_replication_slots=30 -c max_wal_senders=30 "
            "-c max_logical_replication_workers=16 -c max_worker_processes=40 "

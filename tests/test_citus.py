@@ -34,11 +34,12 @@ import test_runs_and_watermarks
 from helpers import bench_figures, fetch, item, order, run_cli, scalar, stage, table_digest
 from servers import CITUS_INSTALL, CitusCluster, citus_installed, start_citus_cluster
 
-from driver import citus, db
-from driver.deltas import stage_window
-from driver.errors import DriverError
-from driver.migrate import migrate
-from driver.seed import seed_history
+from driver.core import db
+from driver.core.errors import DriverError
+from driver.core.migrate import migrate
+from driver.scale import citus
+from driver.simulation.deltas import stage_window
+from driver.simulation.seed import seed_history
 
 _numbers = itertools.count(1)
 CRON_DB = "gc_citus_cron"  # cron.database_name of the coordinator

@@ -13,7 +13,8 @@ import psycopg
 import pytest
 from helpers import ROOT, bench_figures, fetch, order, refresh, run_cli, scalar, stage
 
-from driver import cdc, db, output
+from driver.core import db, output
+from driver.feeds import cdc
 
 
 def _kpi_line(output: str, name: str) -> list[str]:
@@ -188,7 +189,7 @@ def test_bench_with_a_dbt_that_is_not_there_says_so():
 
 
 def test_sustained_rate_search_doubles_then_halves_the_gap():
-    from driver.freshness import Sustained, search_rate
+    from driver.bench.freshness import Sustained, search_rate
 
     def follow(ceiling: int, producer: int = 10**9):  # a follow loop that keeps up to `ceiling` orders/s
         tried = []

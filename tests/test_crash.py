@@ -15,8 +15,8 @@ from helpers import fetch, item, order, refresh, scalar, stage, stage_orders_in_
 from servers import start_test_server
 from test_kpi_summaries import assert_summaries_equal_a_rebuild
 
-from driver.embedded import EmbeddedServer
-from driver.migrate import migrate
+from driver.core.migrate import migrate
+from driver.servers.embedded import EmbeddedServer
 
 pytestmark = pytest.mark.slow
 

@@ -5,8 +5,8 @@ import psycopg
 import pytest
 from helpers import run_cli
 
-from driver.embedded import free_port
-from driver.errors import connection_lost, describe_connect_error, describe_sql_error
+from driver.core.errors import connection_lost, describe_connect_error, describe_sql_error
+from driver.servers.embedded import free_port
 
 
 def _error_of(conn: psycopg.Connection, sql: str) -> psycopg.Error:

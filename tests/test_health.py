@@ -119,7 +119,7 @@ def test_health_command_prints_the_view_and_exits_4_when_not_healthy(dsn):
 
 
 def test_health_command_against_an_unreachable_server_or_no_schema_is_one_line(empty_dsn):
-    from driver.embedded import free_port
+    from driver.servers.embedded import free_port
 
     down = run_cli("health", env_dsn=f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")
     assert down.returncode == 1

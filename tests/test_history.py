@@ -404,7 +404,7 @@ def test_an_upgraded_warehouse_gets_its_history_from_the_audit_tables(pg_server,
     """Installed and refreshed by the previous release, then migrated: a version that replaced
     another was written by the run that replaced it (0007's backfill), so as-of reads between the
     old runs are right; rows never updated were written before history was kept (NULL)."""
-    from driver.migrate import migrate
+    from driver.core.migrate import migrate
 
     with installed_by_release(pg_server, tmp_path, PREVIOUS_RELEASE, "gc_upgrade7") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:

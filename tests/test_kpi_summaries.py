@@ -11,8 +11,8 @@ import psycopg
 import pytest
 from helpers import event, fetch, item, order, payment, refresh, return_, run_cli, scalar, shipment, stage, ts
 
-from driver.deltas import stage_window
-from driver.seed import seed_history
+from driver.simulation.deltas import stage_window
+from driver.simulation.seed import seed_history
 
 AS_OF = datetime(2026, 10, 1, tzinfo=UTC)
 KPIS = ["orders", "gmv_usd", "net_revenue_usd", "aov_usd", "units", "return_rate", "refunds_usd", "sla_breach_rate",

@@ -9,8 +9,8 @@ import pytest
 from helpers import ROOT, fetch, order, refresh, run_cli, scalar, stage
 from servers import database, start_test_server
 
-from driver.errors import DriverError
-from driver.migrate import BOOTSTRAP, ROUTINE_FOLDERS, SQL_DIR, migrate, routine_files
+from driver.core.errors import DriverError
+from driver.core.migrate import BOOTSTRAP, ROUTINE_FOLDERS, SQL_DIR, migrate, routine_files
 
 
 def _catalog(conn):
@@ -292,7 +292,7 @@ def test_wrong_password_is_one_line_and_a_non_zero_exit(plain_server):
 
 
 def test_unreachable_database_is_one_line_and_a_non_zero_exit():
-    from driver.embedded import free_port
+    from driver.servers.embedded import free_port
 
     result = run_cli("refresh", env_dsn=f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")
     assert result.returncode == 1

@@ -1,5 +1,7 @@
-"""The driver's modules: no module imports one that imports it back (at any depth, functions'
-own imports included), and the runtime dependencies are the product's, not the tests'."""
+"""The driver's layout: a few rooms (subpackages) whose imports point one way — the client core
+imports nothing above it, the commands sit on top — no module imports one that imports it back
+(at any depth, functions' own imports included), few modules at the top level, and the runtime
+dependencies are the product's, not the tests'."""
 
 import ast
 import tomllib
@@ -8,27 +10,64 @@ from helpers import ROOT
 
 DRIVER = ROOT / "driver"
 
+# The rooms, lowest first: a module may import from its own room and from the rooms below it.
+ROOMS = ["core", "servers", "simulation", "feeds", "scale", "bench", "commands"]
+RANK = {"core": 0, "servers": 1, "simulation": 2, "feeds": 3, "scale": 3, "bench": 4, "commands": 5}
+
+
+def _module(path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
 
 def _imports() -> dict[str, set[str]]:
+    modules = {_module(path) for path in DRIVER.rglob("*.py")}
     graph = {}
-    for path in sorted(DRIVER.glob("*.py")):
-        module = f"driver.{path.stem}"
+    for path in sorted(DRIVER.rglob("*.py")):
+        module = _module(path)
         names = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("driver"):
-                if node.module == "driver":
-                    names |= {f"driver.{alias.name}" for alias in node.names}
-                else:
-                    names.add(node.module)
+                names.add(node.module)
+                names |= {f"{node.module}.{alias.name}" for alias in node.names}  # (a module imported by name)
             elif isinstance(node, ast.Import):
                 names |= {alias.name for alias in node.names if alias.name.startswith("driver.")}
-        graph[module] = {n for n in names if (DRIVER / f"{n.split('.', 1)[1]}.py").exists()} - {module}
+        graph[module] = {n for n in names if n in modules} - {module}
     return graph
+
+
+def _room(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in RANK else None
+
+
+def test_the_driver_is_a_few_rooms():
+    top = sorted(p.name for p in DRIVER.glob("*.py"))
+    assert len(top) <= 6, top
+    rooms = sorted(p.name for p in DRIVER.iterdir() if p.is_dir() and (p / "__init__.py").exists())
+    assert rooms == sorted(ROOMS)
+    for room in ROOMS:  # each room says what it holds
+        assert ast.get_docstring(ast.parse((DRIVER / room / "__init__.py").read_text())), room
+
+
+def test_imports_point_one_way():
+    graph = _imports()
+    assert graph["driver.commands"] and graph["driver.bench.refresh"], "the graph is read"
+    wrong = []
+    for module, imported in graph.items():
+        room = _room(module)
+        if room is None:
+            continue
+        for target in imported:
+            other = _room(target)
+            if other is not None and other != room and RANK[other] >= RANK[room]:
+                wrong.append(f"{module} -> {target}")
+    assert wrong == [], wrong
+    assert all(_room(t) in ("core", None) for m, ts in graph.items() if _room(m) == "core" for t in ts)
 
 
 def test_no_module_imports_one_that_imports_it_back():
     graph = _imports()
-    assert graph["driver.demo"] and graph["driver.cli"], "the graph is read"
 
     def reaches(start: str, target: str, seen: set[str]) -> bool:
         for nxt in graph.get(start, ()):
@@ -45,8 +84,8 @@ def test_test_tooling_is_not_a_runtime_dependency():
     runtime = " ".join(project["dependencies"])
     assert "pytest" not in runtime
     assert any(d.startswith("pytest-postgresql") for d in project["optional-dependencies"]["dev"])
-    for path in DRIVER.glob("*.py"):
+    for path in DRIVER.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
             names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            assert not [n for n in names if n.split(".")[0] in ("pytest", "pytest_postgresql")], path.name
+            assert not [n for n in names if n.split(".")[0] in ("pytest", "pytest_postgresql", "yaml")], path.name

@@ -209,8 +209,8 @@ def test_audit_rows_go_to_the_partition_of_their_month(conn):
 
 def test_every_fact_row_is_stored_once_under_its_partition_key(dsn):
     """The simulator's history (status changes, late returns, duplicates) leaves one row per key."""
-    from driver.deltas import stage_window
-    from driver.seed import seed_history
+    from driver.simulation.deltas import stage_window
+    from driver.simulation.seed import seed_history
 
     as_of = datetime(2026, 10, 1, tzinfo=UTC)
     with psycopg.connect(dsn) as conn:
@@ -256,7 +256,7 @@ def test_upgrading_a_populated_warehouse_keeps_every_row_and_every_kpi(pg_server
     by scanning the facts."""
     from helpers import installed_by_release
 
-    from driver.migrate import migrate
+    from driver.core.migrate import migrate
 
     with installed_by_release(pg_server, tmp_path, PREVIOUS_RELEASE, "gc_upgrade") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:

@@ -5,8 +5,8 @@ import psycopg
 import pytest
 from helpers import CONTRACT_SOURCES, fetch, scalar
 
-from driver import db
-from driver.generator import COLUMNS
+from driver.core import db
+from driver.simulation.generator import COLUMNS
 
 BOOKKEEPING = {"stg_id", "ingested_at", "deferrals", "deleted"}
 

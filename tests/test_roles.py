@@ -172,7 +172,7 @@ def test_a_plain_refresher_runs_the_refresh_and_the_audit_says_who(dsn, members)
 
 
 def test_a_second_warehouse_on_the_same_server_gets_the_same_roles(empty_dsn):
-    from driver.migrate import migrate
+    from driver.core.migrate import migrate
 
     with psycopg.connect(empty_dsn) as conn:
         migrate(conn, with_cron=False)  # the roles exist already (the template's migrate made them)
@@ -185,7 +185,7 @@ def test_a_second_warehouse_on_the_same_server_gets_the_same_roles(empty_dsn):
 
 def test_the_refresh_works_where_public_lost_the_temporary_privilege(dsn, members):
     """Hardened servers revoke TEMPORARY from PUBLIC; the refresh's work tables are the owner's."""
-    from driver.migrate import migrate
+    from driver.core.migrate import migrate
 
     database = dsn.rsplit("/", 1)[1]
     with psycopg.connect(dsn, autocommit=True) as admin:

@@ -8,10 +8,10 @@ import pytest
 from helpers import KEY_OF, SOURCES, fetch, refresh, run_cli, scalar, staged_count, table_digest
 from servers import database
 
-from driver.deltas import generate_delta
-from driver.generator import COLUMNS, Batch, Generator, Ids, usd_rates
-from driver.seed import seed_history
-from driver.staging import copy_batch
+from driver.simulation.deltas import generate_delta
+from driver.simulation.generator import COLUMNS, Batch, Generator, Ids, usd_rates
+from driver.simulation.seed import seed_history
+from driver.simulation.staging import copy_batch
 
 AS_OF = datetime(2026, 10, 1, tzinfo=UTC)
 

@@ -38,17 +38,17 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from driver import db
-from driver.bench_dbt import DbtFigures, compare_with_dbt
-from driver.deltas import generate_delta
-from driver.embedded import start_server
-from driver.freshness import Freshness, FreshnessIncomplete, Sustained, measure, sustained_rate
-from driver.generator import COLUMNS, Batch
-from driver.migrate import migrate
-from driver.output import render_table
-from driver.progress import ProgressBar
-from driver.seed import seed_history
-from driver.staging import copy_batch
+from driver.bench.dbt import DbtFigures, compare_with_dbt
+from driver.bench.freshness import Freshness, FreshnessIncomplete, Sustained, measure, sustained_rate
+from driver.core import db
+from driver.core.migrate import migrate
+from driver.core.output import render_table
+from driver.core.progress import ProgressBar
+from driver.servers.embedded import start_server
+from driver.simulation.deltas import generate_delta
+from driver.simulation.generator import COLUMNS, Batch
+from driver.simulation.seed import seed_history
+from driver.simulation.staging import copy_batch
 
 
 @dataclass

@@ -15,7 +15,7 @@ upgraded database has the routines of a fresh install. pg_cron is set up last: w
 cannot give it to this database, the report says why in one line and the rest of the schema is
 installed anyway.
 On a Citus coordinator (docs/citus.md), pg_cron is created on the coordinator only,
-and the owner role may log in on the workers, which the routine files reach (driver.citus).
+and the owner role may log in on the workers, which the routine files reach (driver.core.cluster).
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import psycopg
 
-from driver import citus
-from driver.db import OWNER
-from driver.errors import DriverError, first_line
+from driver.core import cluster
+from driver.core.db import OWNER
+from driver.core.errors import DriverError, first_line
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "db"
+SQL_DIR = Path(__file__).resolve().parents[2] / "db"
 MIGRATE_LOCK_KEY = 360361  # advisory lock: one migrate at a time
 
 BOOTSTRAP = """
@@ -252,7 +252,7 @@ def setup_cron(conn: psycopg.Connection) -> CronStatus:
     status = cron_status(conn)
     if not status.ready:
         return status
-    on_citus = citus.state(conn).installed
+    on_citus = cluster.state(conn).installed
     try:
         with conn.transaction():
             if on_citus:  # pg_cron belongs to the coordinator: Citus would create it on the workers too
@@ -279,7 +279,7 @@ def migrate(conn: psycopg.Connection, sql_dir: Path = SQL_DIR, *, with_cron: boo
     try:
         apply_migrations(conn, sql_dir, report)
         apply_privilege_file(conn, sql_dir, "ownership")
-        citus.prepare_workers(conn)  # on a Citus coordinator the owner applies the routines on the workers too
+        cluster.prepare_workers(conn)  # on a Citus coordinator the owner applies the routines on the workers too
         apply_routines(conn, sql_dir, report)
         apply_privilege_file(conn, sql_dir, "grants")
         if with_cron:

@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from driver.generator import Batch, Generator, Ids, usd_rates
-from driver.schedule import schedule, unschedule
-from driver.staging import copy_batch
+from driver.core.schedule import schedule, unschedule
+from driver.simulation.generator import Batch, Generator, Ids, usd_rates
+from driver.simulation.staging import copy_batch
 
 TICK = 0.05  # the producer commits every 50 ms
 POLL = 0.02  # the watcher looks every 20 ms

@@ -1,14 +1,10 @@
-"""What the commands print: plain-text tables, KPI values, refresh summaries, comparisons, deltas."""
+"""What the commands print: plain-text tables, KPI values, refresh summaries, comparisons."""
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
-from driver.errors import DriverError
-
-if TYPE_CHECKING:
-    from driver.deltas import DeltaReport
+from driver.core.errors import DriverError
 
 COUNT_COLUMNS = ("claimed", "inserted", "updated", "stale", "duplicate", "rejected", "deferred", "backlog")
 
@@ -92,10 +88,3 @@ def format_comparison(rows: list[tuple], before: str, after: str) -> str:
         [[k, fmt_number(b), fmt_number(a), fmt_number(d), fmt_pct(p)] for k, b, a, d, p in rows],
     )
 
-
-def format_delta(report: DeltaReport) -> str:
-    """What ``simulate`` staged: the window and the rows of each kind of change."""
-    return (
-        f"staged {report.rows:,} rows for {report.since:%Y-%m-%d %H:%M:%S%z} .. {report.until:%Y-%m-%d %H:%M:%S%z}\n"
-        + render_table(["change", "rows"], [[k, f"{v:,}"] for k, v in report.kinds.items()])
-    )

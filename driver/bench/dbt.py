@@ -35,7 +35,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from driver.errors import DriverError
+from driver.core.errors import DriverError
 
 ORDER_COLUMNS = ("order_id", "customer_id", "order_ts", "order_status", "channel", "country_code", "currency",
                  "gross_amount", "discount_amount", "shipping_amount", "net_amount", "updated_at")  # fmt: skip

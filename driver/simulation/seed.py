@@ -16,9 +16,9 @@ from queue import Queue
 
 import psycopg
 
-from driver import db
-from driver.generator import SESSIONS_PER_ORDER, Batch, Generator, Ids, usd_rates
-from driver.staging import copy_batch
+from driver.core import db
+from driver.simulation.generator import SESSIONS_PER_ORDER, Batch, Generator, Ids, usd_rates
+from driver.simulation.staging import copy_batch
 
 CUSTOMER_CHUNK = 100_000
 

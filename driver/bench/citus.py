@@ -18,13 +18,13 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from driver import citus
-from driver.bench import refresh_delta
-from driver.embedded import EmbeddedServer, start_server
-from driver.migrate import migrate
-from driver.output import render_table
-from driver.progress import ProgressBar
-from driver.seed import seed_history
+from driver.bench.refresh import refresh_delta
+from driver.core.migrate import migrate
+from driver.core.output import render_table
+from driver.core.progress import ProgressBar
+from driver.scale import citus
+from driver.servers.embedded import EmbeddedServer, start_server
+from driver.simulation.seed import seed_history
 
 
 @dataclass

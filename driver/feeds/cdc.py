@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from driver import db
-from driver.errors import DriverError, first_line
-from driver.oltp import PUBLICATION
+from driver.core import db
+from driver.core.errors import DriverError, first_line
+from driver.simulation.shop import PUBLICATION
 
 SUBSCRIPTION = "globalcart_cdc"
 

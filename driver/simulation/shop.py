@@ -25,10 +25,18 @@ from pathlib import Path
 import psycopg
 from faker import Faker
 
-from driver.errors import DriverError, first_line
-from driver.generator import CARRIERS, CATEGORIES, CHANNELS, MARKETS, PAYMENT_METHODS, RETURN_REASONS, SEGMENTS
+from driver.core.errors import DriverError, first_line
+from driver.simulation.generator import (
+    CARRIERS,
+    CATEGORIES,
+    CHANNELS,
+    MARKETS,
+    PAYMENT_METHODS,
+    RETURN_REASONS,
+    SEGMENTS,
+)
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "db" / "source" / "schema.sql"
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "db" / "source" / "schema.sql"
 PUBLICATION = "globalcart_cdc"
 TABLES = ("customers", "products", "orders", "order_items", "payments", "shipments", "returns")
 

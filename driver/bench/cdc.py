@@ -23,11 +23,12 @@ from datetime import datetime, timedelta
 
 import psycopg
 
-from driver import cdc, oltp
-from driver.embedded import start_server
-from driver.freshness import percentile
-from driver.migrate import migrate
-from driver.output import render_table
+from driver.bench.freshness import percentile
+from driver.core.migrate import migrate
+from driver.core.output import render_table
+from driver.feeds import cdc
+from driver.servers.embedded import start_server
+from driver.simulation import shop as oltp
 
 POLL = 0.05
 LOGICAL = "-c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10"

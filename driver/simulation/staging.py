@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import psycopg
 
-from driver.generator import COLUMNS, Batch
+from driver.simulation.generator import COLUMNS, Batch
 
 
 def copy_batch(conn: psycopg.Connection, batch: Batch) -> None:

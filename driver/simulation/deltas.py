@@ -13,9 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from driver.errors import DriverError
-from driver.generator import CARRIERS, COLUMNS, RETURN_REASONS, Batch, Generator, Ids, usd_rates
-from driver.staging import copy_batch
+from driver.core.errors import DriverError
+from driver.core.output import render_table
+from driver.simulation.generator import CARRIERS, COLUMNS, RETURN_REASONS, Batch, Generator, Ids, usd_rates
+from driver.simulation.staging import copy_batch
 
 BAD_ROW_KINDS = (
     "orders: unknown currency", "orders: negative amount", "order_items: non-positive quantity",
@@ -30,6 +31,13 @@ class DeltaReport:
     until: datetime
     kinds: dict[str, int]
     rows: int
+
+    def table(self) -> str:
+        """What ``simulate`` staged: the window and the rows of each kind of change."""
+        return (
+            f"staged {self.rows:,} rows for {self.since:%Y-%m-%d %H:%M:%S%z} .. {self.until:%Y-%m-%d %H:%M:%S%z}\n"
+            + render_table(["change", "rows"], [[k, f"{v:,}"] for k, v in self.kinds.items()])
+        )
 
 
 def _sample(conn: psycopg.Connection, sql: str, params: tuple, seed: int, limit: int) -> list[tuple]:

@@ -13,7 +13,7 @@ import os
 import psycopg
 from psycopg import sql
 
-from driver.errors import DriverError
+from driver.core.errors import DriverError
 
 GROUPS = ("loader", "refresher", "reader", "auditor")
 

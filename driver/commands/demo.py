@@ -23,13 +23,14 @@ from datetime import UTC, datetime, timedelta
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from driver import db, output
-from driver.deltas import stage_window
-from driver.embedded import start_local_server
-from driver.errors import DriverError
-from driver.migrate import SQL_DIR, migrate
-from driver.progress import ProgressBar
-from driver.seed import seed_history
+from driver.commands.args import add_dsn, count
+from driver.core import db, output
+from driver.core.errors import DriverError
+from driver.core.migrate import SQL_DIR, migrate
+from driver.core.progress import ProgressBar
+from driver.servers.embedded import start_local_server
+from driver.simulation.deltas import stage_window
+from driver.simulation.seed import seed_history
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -85,7 +86,7 @@ def run_demo(args: argparse.Namespace) -> int:
         since = watermark if watermark and watermark < until - timedelta(seconds=1) else until - timedelta(seconds=1)
         delta = stage_window(conn, since=since, until=until, orders=max(200, total // 20),
                              seed=args.seed + int(until.timestamp()) % 1000, bad_rows=8)  # fmt: skip
-        print(output.format_delta(delta))
+        print(delta.table())
 
         print("== SELECT globalcart.run_incremental_refresh()")
         print(output.format_summary(db.run_refresh(conn), [s.name for s in db.sources(conn)]))
@@ -102,7 +103,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _caught_up(source_dsn: str, warehouse_dsn: str, timeout: float = 60) -> None:
     """Wait until each bronze table has what its source table has (rows and newest updated_at)."""
-    from driver import oltp
+    from driver.simulation import shop as oltp
 
     query = " UNION ALL ".join(f"SELECT '{t}', count(*), max(updated_at) FROM shop.{t}" for t in oltp.TABLES)
     deadline = time.monotonic() + timeout
@@ -126,7 +127,8 @@ def _drain(conn) -> None:
 
 
 def run_cdc_demo(args: argparse.Namespace) -> int:
-    from driver import cdc, oltp
+    from driver.feeds import cdc
+    from driver.simulation import shop as oltp
 
     dsn = args.dsn or os.environ.get("DATABASE_URL")
     if dsn is None:
@@ -201,3 +203,19 @@ def run_cdc_demo(args: argparse.Namespace) -> int:
     print("   keep it running: globalcart schedule --follow --dsn <warehouse>, and globalcart source simulate "
           "--dsn <shop> --for 10m")  # fmt: skip
     return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Adds the demo command to the command line."""
+    p = commands.add_parser("demo", help="the before/after demo, end to end",
+                            description="migrate, seed if empty, snapshot 'before', simulate a delta, refresh, "
+                            "snapshot 'after', print the comparison. Without --dsn or DATABASE_URL it starts its own "
+                            "PostgreSQL (pg_cron preloaded) with its data under the project.")  # fmt: skip
+    add_dsn(p)
+    p.add_argument("--orders", type=count, default=20_000, help="orders to seed when empty (default: 20000)")
+    p.add_argument("--seed", type=int, default=360, help="random seed (default: 360)")
+    p.add_argument("--cdc", action="store_true",
+                   help="fed by an OLTP database instead: a shop database beside the warehouse, its workload, "
+                   "logical replication into the warehouse (cdc attach), deletes included; needs wal_level = "
+                   "logical (the project's own server has it)")  # fmt: skip
+    p.set_defaults(func=run_demo)

@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from driver import db
-from driver.errors import DriverError
-from driver.output import fmt_number, render_table
+from driver.commands.args import add_dsn, timestamp
+from driver.core import db
+from driver.core.errors import DriverError
+from driver.core.output import fmt_number, render_table
 
 
 def _when(value: datetime | None) -> str:
@@ -137,7 +138,8 @@ def _order_id(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an order id: give a whole number") from None
 
 
-def add_commands(commands: argparse._SubParsersAction, add_dsn: Any, timestamp: Any) -> None:
+def register(commands: argparse._SubParsersAction) -> None:
+    """Adds the history commands (history, as-of, revert) to the command line."""
     p = commands.add_parser(
         "history",
         help="every version of an order and its items, payments, shipments and returns (globalcart.order_timeline)",

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from driver import db
-from driver.errors import DriverError
+from driver.core import db
+from driver.core.errors import DriverError
 
 JOB = "globalcart-incremental-refresh"
 RETENTION_JOB = "globalcart-purge-history"

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 import psycopg
 from faker import Faker
 
-from driver.errors import DriverError
+from driver.core.errors import DriverError
 
 # The row layout of each source the generator makes: the business columns of its staging table
 # (globalcart.etl_sources), in the order of the tuples below. tests/test_registry.py checks it
