@@ -1,3 +1,5 @@
+"""``python -m driver``: the command line (driver.commands)."""
+
 import sys
 
 from driver.commands import main

@@ -1,5 +1,5 @@
 """Fixtures: one real PostgreSQL server (pg_cron preloaded) for the test session, started by
-pytest-postgresql through driver.embedded; a migrated template database; and a fresh database
+pytest-postgresql through driver.servers.embedded; a migrated template database; and a fresh database
 cloned from it for every test.
 
 pg_cron's scheduler lives in the session database ``gc_cron`` (cron.database_name), which is

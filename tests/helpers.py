@@ -50,7 +50,7 @@ def run_cli(*args: str, dsn: str | None = None, env_dsn: str | None = None, env:
             timeout: float = 120, subprocess_: bool = False) -> CliResult:  # fmt: skip
     """Run ``globalcart ARGS`` (``--dsn`` appended when given; ``env_dsn`` as DATABASE_URL, which is
     otherwise unset; ``env``: more variables, e.g. PGOPTIONS). In this process, through
-    ``driver.cli.main``, unless ``subprocess_``: for what only a process shows (the console script,
+    ``driver.commands.main``, unless ``subprocess_``: for what only a process shows (the console script,
     a server left running, exit on a signal)."""
     argv = [*args, *(["--dsn", dsn] if dsn else [])]
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | (env or {})

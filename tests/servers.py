@@ -1,5 +1,5 @@
 """Test servers: real PostgreSQL servers started by pytest-postgresql's executor from the installed
-server binaries, on the files and options ``driver.embedded.prepare_server`` lays out (pg_cron
+server binaries, on the files and options ``driver.servers.embedded.prepare_server`` lays out (pg_cron
 preloaded where asked; as root, run as the ``postgres`` user through a pg_ctl wrapper). Their
 ``crash()`` and ``start()`` (pg_ctl on the same data directory) serve the crash tests."""
 
@@ -35,7 +35,7 @@ def database(server: EmbeddedServer, dbname: str, template: str | None = None) -
 
 
 def start_test_server(**options: Any) -> TestServer:
-    """A throwaway server for tests; ``options`` as for ``driver.embedded.prepare_server``."""
+    """A throwaway server for tests; ``options`` as for ``driver.servers.embedded.prepare_server``."""
     plan = prepare_server(**options)
     server = TestServer(plan.host, plan.port, plan.user, plan.basedir, plan.pg_ctl, plan.options)
     server.executor = PostgreSQLExecutor(
@@ -86,7 +86,7 @@ class CitusCluster:
         return self.coordinator.dsn(dbname)
 
     def create_database(self, name: str, *, add_workers: bool = True) -> str:
-        """``name`` on every node (driver.citus.create_cluster_database); the coordinator's DSN."""
+        """``name`` on every node (driver.core.cluster.create_cluster_database); the coordinator's DSN."""
         return create_cluster_database(self.coordinator, self.workers, name, add_workers=add_workers)
 
     def stop(self) -> None:

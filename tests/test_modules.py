@@ -89,3 +89,17 @@ def test_test_tooling_is_not_a_runtime_dependency():
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
             names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             assert not [n for n in names if n.split(".")[0] in ("pytest", "pytest_postgresql", "yaml")], path.name
+
+
+def test_every_public_function_of_the_driver_says_what_it_does():
+    missing = []
+    for path in sorted(DRIVER.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        assert ast.get_docstring(tree), f"{path.relative_to(ROOT)}: no module docstring"
+        for node in tree.body:
+            members = node.body if isinstance(node, ast.ClassDef) else []
+            for item in [node, *members]:
+                if isinstance(item, ast.FunctionDef | ast.ClassDef) and not item.name.startswith("_"):
+                    if not ast.get_docstring(item):
+                        missing.append(f"{path.relative_to(ROOT)}: {item.name}")
+    assert missing == [], missing

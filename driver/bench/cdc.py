@@ -4,7 +4,7 @@ One server started here (PostgreSQL's defaults, durable, wal_level = logical), t
 shop (``globalcart source init``) and a warehouse attached to it (``globalcart cdc attach``). The
 follow loop (``CALL globalcart.refresh_for()``) runs the whole time. First the shop runs for a
 warm-up (``--cdc-warmup`` seconds: customers, products, orders under way), then the measured run:
-the application workload (driver.oltp) at ``rate`` orders a second for ``seconds``, each order
+the application workload (driver.simulation.shop) at ``rate`` orders a second for ``seconds``, each order
 with its payment, shipment, delivery and completion as transactions of their own. For every
 commit that changes an order, the time the commit returned is noted with the order's new
 updated_at; a watcher polls fact_orders every 50 ms and notes when the fact holds that version (or
@@ -36,6 +36,7 @@ LOGICAL = "-c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=1
 
 @dataclass
 class CdcFigures:
+    """Freshness through the CDC feed: source commit -> fact visible, p50 / p95 / max."""
     rate: float
     seconds: float
     transactions: int
@@ -46,6 +47,7 @@ class CdcFigures:
     unseen: int
 
     def table(self) -> str:
+        """The figures as the table `bench --cdc` prints."""
         return (
             f"freshness through the CDC feed: the shop's workload at {self.rate:g} orders/s for {self.seconds:.0f} s "
             f"({self.transactions:,} source transactions, {self.versions:,} order versions timed); the follow loop "
@@ -88,6 +90,8 @@ def _watch(dsn: str, pending: dict[int, list[tuple[datetime, float]]], lock: thr
 def run_cdc_bench(
     seconds: float, rate: float, warmup: float, seed: int, log: Callable[[str], None] = print
 ) -> CdcFigures:
+    """A shop database and a warehouse attached to it on a throwaway server, the follow loop
+    refreshing, the shop's workload timed: source commit -> fact visible."""
     server = start_server(cron_database="postgres", extra_options=LOGICAL)
     try:
         with psycopg.connect(server.dsn("postgres"), autocommit=True) as admin:

@@ -29,6 +29,7 @@ from driver.simulation.seed import seed_history
 
 @dataclass
 class CitusFigures:
+    """The same deltas refreshed on one server and on a Citus coordinator with two workers."""
     small_orders: int
     large_orders: int
     rows: dict[str, int]  # staged rows of the timed deltas, per warehouse
@@ -36,6 +37,7 @@ class CitusFigures:
     refresh: dict[str, float]  # "<layout> <size>": seconds of the timed deltas
 
     def table(self) -> str:
+        """The figures as the table `bench --citus` prints."""
         def per_row(layout: str, size: str) -> float:
             return self.refresh[f"{layout} {size}"] / self.rows[size]
 
@@ -84,6 +86,7 @@ def run_citus_bench(
     rounds: int = 3,
     log: Callable[[str], None] = print,
 ) -> CitusFigures:
+    """Seed and refresh the same deltas on one server and on a Citus cluster started here; time both."""
     single = start_server(cron_database="postgres")
     try:
         coordinator, workers = start_citus_cluster()

@@ -104,6 +104,7 @@ SQL_STATUS = re.compile(r"SQL status: .* in (\d+(?:\.\d+)?) seconds")
 
 @dataclass
 class DbtFigures:
+    """The refresh, the contract's floor and dbt's two models on the same delta of orders."""
     changed: int
     new: int
     refresh: float  # the refresh, database time (one call)
@@ -113,6 +114,7 @@ class DbtFigures:
     version: str = ""  # dbt-core's
 
     def rows(self) -> list[list[str]]:
+        """The figures as rows of the bench's table."""
         delta = f"{self.changed + self.new:,}-order delta"
         return [
             [f"refresh of the {delta} (facts, audit, summaries)", f"{self.refresh:.2f} s"],
@@ -140,6 +142,7 @@ def find_dbt(executable: str | None, project: Path) -> str | None:
 
 
 def dbt_version(dbt: str) -> str:
+    """dbt-core's version, as `dbt --version` says it ('?' when it does not)."""
     result = subprocess.run([dbt, "--version"], capture_output=True, text=True)
     found = re.search(r"installed:\s*(\S+)", result.stdout)
     return found.group(1) if found else "?"

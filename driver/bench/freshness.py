@@ -32,6 +32,7 @@ class FreshnessIncomplete(RuntimeError):
 
 @dataclass
 class Freshness:
+    """Staged commit -> visible in fact_orders, over one producer run, refreshed one way (follow or minute)."""
     mode: str
     orders: int
     p50: float
@@ -39,6 +40,7 @@ class Freshness:
     max: float
 
     def row(self) -> list[str]:
+        """The figures as one row of the freshness table."""
         return [self.mode, f"{self.orders:,}", f"{self.p50:.2f} s", f"{self.p95:.2f} s", f"{self.max:.2f} s"]
 
 
@@ -83,6 +85,7 @@ def _follow(dsn: str, run_for: timedelta) -> None:
 
 
 def percentile(values: list[float], share: float) -> float:
+    """The ``share`` percentile of ``values`` (nearest rank)."""
     return statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1]
 
 
@@ -137,6 +140,7 @@ class Sustained:
     stopped: str = ""  # why the search stopped
 
     def rows(self) -> list[list[str]]:
+        """The rates tried, as rows of the sustained-rate table."""
         return [[f"{rate:,}", "—" if done != done else f"{done:,.0f}",  # (NaN: the run did not complete)
                  "not all visible" if p95 == float("inf") else f"{p95:.2f} s",
                  "held" if p95 <= self.limit_p95 else "not held"] for rate, done, p95 in self.steps]  # fmt: skip

@@ -20,7 +20,7 @@
    The driver's peak memory (RSS) is printed too (goal: under 1 GB, at ten million orders).
    The server has PostgreSQL's default settings (fsync on); a CHECKPOINT before each timed
    phase keeps one phase's writes from being flushed in another's time.
-5. Freshness on the large warehouse (driver.freshness): orders committed to staging at a steady
+5. Freshness on the large warehouse (driver.bench.freshness): orders committed to staging at a steady
    rate, staged commit -> visible in fact_orders, p50 / p95 / max, with the follow loop
    (refresh_for; goal p95 <= 2 s) and with the plain pg_cron schedule (every minute).
 6. The sustained rate on the large warehouse: the producer's rate doubled (from 1,000 orders a
@@ -53,6 +53,7 @@ from driver.simulation.staging import copy_batch
 
 @dataclass
 class Figures:
+    """Everything `globalcart bench` measured, and the table it prints."""
     small_orders: int
     large_orders: int
     delta_small: int  # staged rows of all deltas, per warehouse (equal when both had candidates enough)
@@ -86,9 +87,11 @@ class Figures:
 
     @property
     def bare_large_over_small(self) -> float:
+        """The bare upserts' own large ÷ small per delta row: the part that is physics."""
         return (self.bare_large / self.delta_large) / (self.bare_small / self.delta_small)
 
     def table(self) -> str:
+        """The figures as the tables `globalcart bench` prints."""
         rows = [
             [f"seed {self.large_orders:,} orders (staging + refresh)", f"{self.seed_large_seconds:.1f} s",
              f"{self.large_orders / self.seed_large_seconds:,.0f} orders/s"],

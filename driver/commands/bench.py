@@ -9,6 +9,7 @@ from driver.core.errors import DriverError
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    """``globalcart bench``: checks the options, runs the benchmark asked for and prints its figures."""
     from driver.bench.refresh import run_bench
 
     if args.small >= args.large:

@@ -34,6 +34,7 @@ from driver.simulation.seed import seed_history
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    """``globalcart demo``: the seed document's walk-through on the given database, or on the project's own server."""
     if args.cdc:
         return run_cdc_demo(args)
     dsn = args.dsn or os.environ.get("DATABASE_URL")
@@ -127,6 +128,7 @@ def _drain(conn) -> None:
 
 
 def run_cdc_demo(args: argparse.Namespace) -> int:
+    """``globalcart demo --cdc``: the walk-through fed by a shop database through logical replication."""
     from driver.feeds import cdc
     from driver.simulation import shop as oltp
 

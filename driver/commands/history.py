@@ -56,6 +56,7 @@ def timeline_table(rows: list[tuple]) -> str:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
+    """``globalcart history ORDER_ID``: the order's timeline (globalcart.order_timeline)."""
     with db.connect(db.resolve_dsn(args.dsn)) as conn:
         db.require_schema(conn, "globalcart.revert_run(bigint)")
         rows = conn.execute("SELECT * FROM globalcart.order_timeline(%s)", (args.order_id,)).fetchall()
@@ -69,6 +70,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_as_of(args: argparse.Namespace) -> int:
+    """``globalcart as-of TS``: the KPIs as the warehouse held them at TS, beside now."""
     with db.connect(db.resolve_dsn(args.dsn)) as conn:
         db.require_schema(conn, "globalcart.revert_run(bigint)")
         then = conn.execute(
@@ -95,6 +97,7 @@ def _revert_lines(summary: dict) -> list[list[str]]:
 
 
 def cmd_revert(args: argparse.Namespace) -> int:
+    """``globalcart revert RUN_ID``: what undoing the run would change; with --yes, undo it as a new run."""
     with db.connect(db.resolve_dsn(args.dsn)) as conn:
         db.require_schema(conn, "globalcart.revert_run(bigint)")
         run = conn.execute(

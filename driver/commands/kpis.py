@@ -20,6 +20,7 @@ def _print_kpis(conn: psycopg.Connection, snapshot_id: int) -> None:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
+    """``globalcart snapshot LABEL``: snapshot_kpis(LABEL) and the values it stored."""
     with db.connect(db.resolve_dsn(args.dsn)) as conn:
         db.require_schema(conn)
         snapshot_id = conn.execute("SELECT globalcart.snapshot_kpis(%s)", (args.label,)).fetchone()[0]
@@ -43,6 +44,7 @@ def _slice_text(args: argparse.Namespace) -> str:
 
 
 def cmd_kpis(args: argparse.Namespace) -> int:
+    """``globalcart kpis``: the fourteen KPIs of a slice (globalcart.kpi_values)."""
     with db.connect(db.resolve_dsn(args.dsn)) as conn:
         db.require_schema(conn, "globalcart.kpi_daily")
         rows = conn.execute(
@@ -61,6 +63,7 @@ def cmd_kpis(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """``globalcart compare``: the latest snapshots of two labels side by side."""
     with db.connect(db.resolve_dsn(args.dsn)) as conn:
         db.require_schema(conn)
         rows = conn.execute("SELECT * FROM globalcart.compare_kpis(%s, %s)", (args.before, args.after)).fetchall()

@@ -9,6 +9,7 @@ from driver.core import db
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
+    """``globalcart schedule``: registers the pg_cron jobs (the refresh or the follow loop, retention)."""
     from driver.core.schedule import schedule
 
     done = schedule(db.resolve_dsn(args.dsn), args.every, follow=args.follow, run_as=args.run_as)
@@ -28,6 +29,7 @@ def cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def cmd_access(args: argparse.Namespace) -> int:
+    """``globalcart grant`` / ``revoke``: gives or takes a user's globalcart roles."""
     from driver.core.access import grant, revoke
 
     with db.connect(db.resolve_dsn(args.dsn), autocommit=True) as conn:
@@ -41,6 +43,7 @@ def cmd_access(args: argparse.Namespace) -> int:
 
 
 def cmd_unschedule(args: argparse.Namespace) -> int:
+    """``globalcart unschedule``: removes the pg_cron jobs."""
     from driver.core.schedule import unschedule
 
     existed = unschedule(db.resolve_dsn(args.dsn))
@@ -49,6 +52,7 @@ def cmd_unschedule(args: argparse.Namespace) -> int:
 
 
 def cmd_server(args: argparse.Namespace) -> int:
+    """``globalcart server start|stop|status``: the demo's own PostgreSQL."""
     from driver.servers.embedded import local_server, start_local_server
 
     if args.action == "start":

@@ -15,6 +15,8 @@ from driver.simulation.deltas import stage_window
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    """``globalcart migrate``: installs or updates the schema, routines, grants and pg_cron (exit 3:
+    pg_cron unavailable)."""
     with db.connect(db.resolve_dsn(args.dsn)) as conn:
         report = migrate(conn, with_cron=not args.no_cron)
     for name in report.applied:
@@ -36,6 +38,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_refresh(args: argparse.Namespace) -> int:
+    """``globalcart refresh``: one run_incremental_refresh() and its per-source counts (exit 1 when it failed)."""
     with db.connect(db.resolve_dsn(args.dsn), autocommit=True) as conn:
         db.require_schema(conn)
         row = conn.execute("SELECT globalcart.run_incremental_refresh()").fetchone()
@@ -65,6 +68,7 @@ def _age(value: datetime | None, now: datetime) -> str:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
+    """``globalcart health``: pipeline_health per source (exit 4 when a source is lagging or failing)."""
     with db.connect(db.resolve_dsn(args.dsn), autocommit=True) as conn:
         db.require_schema(conn)
         with conn.cursor() as cur:
@@ -94,6 +98,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
+    """``globalcart seed``: a simulated base history through staging and the refresh."""
     from driver.core.progress import ProgressBar
     from driver.simulation.seed import seed_history
 
@@ -112,6 +117,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    """``globalcart simulate``: stages the changes of a time window (not refreshed)."""
     with db.connect(db.resolve_dsn(args.dsn)) as conn:
         db.require_schema(conn)
         report = stage_window(

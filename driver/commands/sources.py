@@ -22,6 +22,7 @@ def _source_dsn(dsn: str | None) -> str:
 
 
 def cmd_source(args: argparse.Namespace) -> int:
+    """``globalcart source init|simulate``: the OLTP shop's schema, or its application workload."""
     from driver.simulation import shop as oltp
 
     dsn = _source_dsn(args.dsn)
@@ -41,6 +42,7 @@ def cmd_source(args: argparse.Namespace) -> int:
 
 
 def cmd_cdc(args: argparse.Namespace) -> int:
+    """``globalcart cdc attach|status|detach``: the CDC feed (exit 4 from status when not healthy)."""
     from driver.feeds import cdc
 
     with db.connect(db.resolve_dsn(args.dsn), autocommit=True) as conn:
@@ -86,6 +88,7 @@ def cmd_cdc(args: argparse.Namespace) -> int:
 
 
 def cmd_distribute(args: argparse.Namespace) -> int:
+    """``globalcart distribute``: the distributed layout on a Citus coordinator with workers."""
     if args.shard_count is not None and args.shard_count < 1:
         raise DriverError("--shard-count must be at least 1.", 2)
     with db.connect(db.resolve_dsn(args.dsn)) as conn:

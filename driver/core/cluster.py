@@ -15,10 +15,13 @@ from driver.core.errors import DriverError
 
 
 class Node(Protocol):
+    """A server of a cluster: where it listens, and the DSN of one of its databases."""
     host: str
     port: int
 
-    def dsn(self, dbname: str) -> str: ...
+    def dsn(self, dbname: str) -> str:
+        """The DSN of database ``dbname`` on this node."""
+        ...
 
 
 # The settings our own clusters (the benchmark's, the tests') give every node beyond Citus itself:
@@ -46,6 +49,7 @@ def create_cluster_database(coordinator: Node, workers: list[Node], name: str, *
 
 @dataclass
 class CitusState:
+    """Whether this database has Citus, is its coordinator, and how many workers hold shards."""
     installed: bool  # the citus extension exists in this database
     coordinator: bool  # this node is the coordinator (or Citus has no nodes registered yet)
     workers: int  # active primary nodes that can hold shards, the coordinator aside

@@ -12,7 +12,7 @@ from driver.core import output
 from driver.core.errors import DriverError, describe_connect_error
 
 # The role that owns the schema (migration 0004): migrate applies the routine files as it, and the
-# refresh runs with its rights; nobody logs in as it (on Citus: only on the workers, driver.citus).
+# refresh runs with its rights; nobody logs in as it (on Citus: only on the workers, driver.core.cluster).
 OWNER = "globalcart_owner"
 
 APPLICATION_NAME = "globalcart-driver"

@@ -23,6 +23,7 @@ class DriverError(Exception):
 
 
 def first_line(exc: BaseException) -> str:
+    """The first line of an error's message, without the SQLSTATE noise (one line for stderr)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else exc.__class__.__name__
 

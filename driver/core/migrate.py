@@ -55,6 +55,7 @@ class CronStatus:
 
 @dataclass
 class MigrateReport:
+    """What migrate did: migrations applied now and before, routine files re-applied, routines dropped, pg_cron."""
     applied: list[str] = field(default_factory=list)
     already_applied: int = 0
     routine_files: int = 0
@@ -113,6 +114,8 @@ def _file_error(path: Path, sql_dir: Path, exc: psycopg.Error) -> DriverError:
 
 
 def apply_migrations(conn: psycopg.Connection, sql_dir: Path, report: MigrateReport) -> None:
+    """Applies the migrations of db/migrations not applied yet, in order, each recorded with its
+    checksum; refuses an applied one that was edited."""
     with conn.transaction():
         conn.execute(BOOTSTRAP)
     recorded = dict(conn.execute("SELECT version, checksum FROM globalcart.schema_migrations").fetchall())
@@ -249,6 +252,7 @@ def cron_status(conn: psycopg.Connection) -> CronStatus:
 
 
 def setup_cron(conn: psycopg.Connection) -> CronStatus:
+    """Creates the pg_cron extension where it can live; says what to change where it cannot."""
     status = cron_status(conn)
     if not status.ready:
         return status

@@ -33,6 +33,7 @@ def fmt_number(value: Decimal | float | int | None, places: int = 4) -> str:
 
 
 def fmt_pct(value: Decimal | float | None) -> str:
+    """A change in percent, signed, two places ('' when there is none)."""
     return "" if value is None else f"{Decimal(value):+.2f} %"
 
 

@@ -34,6 +34,7 @@ JOB_USER = "globalcart_cron"
 
 @dataclass
 class Scheduled:
+    """The job registered: its id, and the databases of pg_cron and of the warehouse."""
     job_id: int | None
     cron_database: str
     warehouse: str
@@ -76,6 +77,8 @@ def _refuse_other_warehouse(cron: psycopg.Connection, cron_db: str, warehouse: s
 
 
 def schedule(dsn: str, every: str, *, follow: bool = False, run_as: str = JOB_USER) -> Scheduled:
+    """Registers the pg_cron jobs (the refresh or the follow loop, retention) in pg_cron's database,
+    for this warehouse."""
     if follow and every != EVERY_MINUTE:
         raise DriverError("--follow runs every minute (the loop lasts 55 seconds): leave out --every.", 2)
     with db.connect(dsn, autocommit=True) as conn:

@@ -72,6 +72,7 @@ def _subscription(conn: psycopg.Connection) -> tuple[str, str | None] | None:
 
 @dataclass
 class Published:
+    """A table of the source's publication: its name and columns."""
     schema: str
     table: str
     columns: list[tuple[str, str, bool]]  # name, type, not null
@@ -105,6 +106,7 @@ def published_tables(source: psycopg.Connection) -> list[Published]:
 
 @dataclass
 class AttachReport:
+    """What cdc attach made: the bronze tables, the slot, whether the initial copy is done."""
     tables: list[str] = field(default_factory=list)
     slot: str = ""
     copied: bool = False  # the initial copy of every table finished before attach returned
@@ -239,6 +241,7 @@ def _drop_bronze(conn: psycopg.Connection) -> None:
 
 @dataclass
 class Status:
+    """The CDC feed's state: subscription, apply worker, errors, slot and lag."""
     attached: bool
     enabled: bool = False
     worker_running: bool = False
@@ -255,6 +258,7 @@ class Status:
 
     @property
     def healthy(self) -> bool:
+        """Attached, enabled, the worker running, no error, the slot active."""
         return self.attached and self.problem is None and self.source_problem is None
 
 
@@ -299,6 +303,7 @@ def status(conn: psycopg.Connection) -> Status:
 
 @dataclass
 class DetachReport:
+    """What cdc detach dropped, and a problem with the slot on the source, if any."""
     slot: str | None = None
     slot_dropped: bool = False
     slot_problem: str | None = None

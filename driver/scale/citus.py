@@ -37,6 +37,7 @@ __all__ = ["NODE_OPTIONS", "Node", "create_cluster_database", "distribute", "lay
 
 @dataclass
 class Placement:
+    """Where one table goes on Citus: a reference table, or distributed by a column beside another."""
     table: str  # globalcart.<name>
     kind: str  # 'reference' or 'distributed'
     column: str | None = None  # the distribution column
@@ -95,6 +96,7 @@ DATABASE_SETTINGS = {
 
 @dataclass
 class DistributeReport:
+    """The tables distribute placed now and those already placed."""
     created: list[Placement]
     already: list[Placement]
 

@@ -65,6 +65,7 @@ def require_pg_cron(pg_bin: Path) -> None:
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -94,13 +95,16 @@ class EmbeddedServer:
 
     @property
     def datadir(self) -> Path:
+        """The server's data directory."""
         return self.basedir / "data"
 
     @property
     def logfile(self) -> Path:
+        """The server's log file."""
         return self.basedir / "postgresql.log"
 
     def dsn(self, dbname: str) -> str:
+        """The DSN of database ``dbname`` on this server (trust on 127.0.0.1)."""
         return f"postgresql://{self.user}@{self.host}:{self.port}/{dbname}"
 
     def _pg_ctl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -109,6 +113,7 @@ class EmbeddedServer:
                               check=False)  # fmt: skip
 
     def initdb(self) -> None:
+        """Creates the data directory (initdb), with trust for the server's own user."""
         result = self._pg_ctl("initdb", "-D", str(self.datadir), "-o", f"--auth=trust --username={self.user}")
         if result.returncode != 0:
             raise EmbeddedServerError(f"initdb failed in {self.datadir}: {result.stderr.strip()[-300:]}")
@@ -134,6 +139,7 @@ class EmbeddedServer:
             self.remove_files()
 
     def remove_files(self) -> None:
+        """Removes the server's files (after it stopped)."""
         shutil.rmtree(self.basedir, ignore_errors=True)
         if self.pg_ctl.name == "pg_ctl" and self.pg_ctl.parent.name.startswith("globalcart-pgctl-"):
             shutil.rmtree(self.pg_ctl.parent, ignore_errors=True)  # root's wrapper
@@ -260,16 +266,20 @@ def local_basedir(project_dir: Path) -> Path:
 
 @dataclass
 class LocalServer:
+    """The lasting local server of the demo: data under the project, a password in a pgpass file
+    only its owner reads."""
     basedir: Path
     port: int
     pg_bin: Path
 
     @property
     def datadir(self) -> Path:
+        """The server's data directory."""
         return self.basedir / "pgdata"
 
     @property
     def socket_dir(self) -> Path:
+        """The socket directory, which only the server's OS user may enter."""
         return self.basedir / "socket"
 
     @property
@@ -281,6 +291,7 @@ class LocalServer:
         return self.basedir / "pgpass"
 
     def dsn(self, dbname: str = LOCAL_DATABASE) -> str:
+        """The DSN of the warehouse database, naming the pgpass file (never the password)."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}?passfile={self.passfile}"
 
     def socket_dsn(self, dbname: str) -> str:
@@ -297,11 +308,13 @@ class LocalServer:
         return subprocess.run(argv, capture_output=True, text=True, env=env, check=check)
 
     def running(self) -> bool:
+        """Whether the server is up."""
         if not (self.datadir / "PG_VERSION").exists():
             return False
         return self.pg_ctl("status", "-D", str(self.datadir)).returncode == 0
 
     def stop(self) -> bool:
+        """Stops the server; False when it was not running."""
         if not self.running():
             return False
         self.pg_ctl("stop", "-D", str(self.datadir), "-m", "fast", check=True)

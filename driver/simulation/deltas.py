@@ -27,6 +27,7 @@ BAD_ROW_KINDS = (
 
 @dataclass
 class DeltaReport:
+    """What a window's delta staged: the window, and the rows of each kind of change."""
     since: datetime
     until: datetime
     kinds: dict[str, int]

@@ -146,6 +146,7 @@ class Batch:
     orders: int = 0
 
     def count(self) -> int:
+        """Rows of every source in the batch."""
         return sum(len(r) for r in self.rows.values())
 
 
@@ -161,6 +162,7 @@ class Customers(Sequence[tuple[int, str, str]]):
         self._market = array("H")
 
     def append(self, customer: tuple[int, str, str]) -> None:
+        """Adds one customer (its id, country and currency)."""
         cid, country, currency = customer
         key = (country, currency)
         if key not in self._index:
@@ -203,6 +205,7 @@ class Generator:
     # -- dimensions -------------------------------------------------------------------------
 
     def make_customers(self, ids: Ids, count: int, as_of: datetime) -> list[tuple]:
+        """``count`` new customers, signed up before ``as_of``."""
         rng, rows = self.rng, []
         for _ in range(count):
             country, currency, locale, _ = self.markets[
@@ -219,6 +222,7 @@ class Generator:
         return rows
 
     def make_products(self, ids: Ids, count: int, as_of: datetime) -> list[tuple]:
+        """``count`` new products of the catalogue."""
         rng, rows = self.rng, []
         categories = list(CATEGORIES)
         for _ in range(count):
@@ -256,6 +260,7 @@ class Generator:
         self._product_cum = list(_cumulative(1 / (i + 10) for i in range(len(self.products))))
 
     def pick_product(self) -> tuple[int, int]:
+        """A product of the catalogue, popular ones more often."""
         return self.products[bisect.bisect(self._product_cum, self.rng.random() * self._product_cum[-1])]
 
     # -- orders and their children ----------------------------------------------------------
@@ -395,5 +400,6 @@ def _cumulative(weights: Iterator[float] | list[float]) -> Iterator[float]:
 
 
 def usd_rates(conn: psycopg.Connection) -> dict[str, float]:
+    """The warehouse's currency rates (dim_currency), for the generator's amounts."""
     return {code.strip(): float(rate) for code, rate in conn.execute(
         "SELECT currency_code, usd_rate FROM globalcart.dim_currency").fetchall()}  # fmt: skip

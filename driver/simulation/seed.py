@@ -25,6 +25,7 @@ CUSTOMER_CHUNK = 100_000
 
 @dataclass
 class SeedReport:
+    """What a seed did: orders and rows staged, refresh calls, rows rejected, seconds."""
     orders: int
     rows_staged: int
     refreshes: int  # calls that did work (each wrote an etl_runs row)

@@ -48,14 +48,17 @@ RETURNED = 0.08  # of delivered orders
 
 @dataclass
 class WorkloadReport:
+    """What the shop's workload did, action by action."""
     seconds: float = 0
     transactions: int = 0
     counts: dict[str, int] = field(default_factory=dict)
 
     def add(self, what: str, n: int = 1) -> None:
+        """Counts one action."""
         self.counts[what] = self.counts.get(what, 0) + n
 
     def line(self) -> str:
+        """The counts as one line."""
         parts = ", ".join(f"{n:,} {what}" for what, n in self.counts.items())
         return f"{self.transactions:,} source transactions in {self.seconds:.1f} s: {parts or 'nothing'}"
 
@@ -139,6 +142,7 @@ class Shop:
     # -- the actions ---------------------------------------------------------------------------
 
     def add_products(self, n: int) -> None:
+        """Adds products to the shop's catalogue."""
         rows = []
         for _ in range(n):
             category = self.rng.choice(list(CATEGORIES))
@@ -158,6 +162,7 @@ class Shop:
         self.report.add("products added", n)
 
     def sign_up(self) -> int:
+        """A new customer signs up."""
         country, _currency, _locale, _share = self.rng.choices(MARKETS, weights=[m[3] for m in MARKETS])[0]
         customer_id = self.conn.execute(
             "INSERT INTO shop.customers (full_name, email, country_code, segment, updated_at) "
@@ -169,6 +174,7 @@ class Shop:
         return customer_id
 
     def place_order(self) -> int:
+        """A customer places an order with its items."""
         if not self.customers or self.rng.random() < 0.2:
             customer_id = self.sign_up()
         else:
@@ -213,6 +219,7 @@ class Shop:
         ).fetchone()[0]
 
     def pay(self) -> None:
+        """An order is paid (some attempts fail)."""
         order_id = self._take("PLACED")
         if order_id is None:
             return
@@ -243,6 +250,7 @@ class Shop:
             self._commit("orders cancelled", order_id, updated_at)
 
     def ship(self) -> None:
+        """An order is shipped."""
         order_id = self._take("PAID")
         if order_id is None:
             return
@@ -256,6 +264,7 @@ class Shop:
         self._commit("orders shipped", order_id, updated_at)
 
     def deliver(self) -> None:
+        """An order's shipment is delivered (some late)."""
         order_id = self._take("SHIPPED")
         if order_id is None:
             return
@@ -300,6 +309,7 @@ class Shop:
             self._commit("orders completed", order_id, updated_at)
 
     def update_customer(self) -> None:
+        """A customer changes their details."""
         if not self.customers:
             return
         self.conn.execute(
