@@ -89,8 +89,26 @@ def percentile(values: list[float], share: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(share * 100) - 1]
 
 
+def settle(dsn: str, timeout: float = 900) -> None:
+    """Waits until no refresh runs (a previous run's follow loop may still be working through what
+    its producer left), then applies whatever is still staged: each measurement starts from empty
+    staging, with no refresh of another one's under way."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while True:
+            try:
+                conn.execute("CALL globalcart.drain_staging()")
+                return
+            except psycopg.Error as exc:  # GC005: a call was skipped, another refresh being under way
+                if exc.sqlstate != "GC005" or time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+
+
 def measure(dsn: str, mode: str, seconds: float, rate: int, seed: int, log: Callable[[str], None] = print) -> Freshness:
-    """``mode`` is 'follow' (refresh_for on a connection of its own) or 'minute' (pg_cron, every minute)."""
+    """``mode`` is 'follow' (refresh_for on a connection of its own) or 'minute' (pg_cron, every minute).
+    Starts from settled staging (``settle``)."""
+    settle(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
         first_id = conn.execute("SELECT coalesce(max(order_id), 0) + 1 FROM globalcart.fact_orders").fetchone()[0]
     committed: list[tuple[int, int, float]] = []
