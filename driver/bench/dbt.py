@@ -35,6 +35,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from driver.bench.freshness import settle
 from driver.core.errors import DriverError
 
 ORDER_COLUMNS = ("order_id", "customer_id", "order_ts", "order_status", "channel", "country_code", "currency",
@@ -243,6 +244,7 @@ def compare_with_dbt(admin_dsn: str, dsn_of: Callable[[str], str], template: str
     """Clone ``template`` three times (the refresh, the floor, dbt) and build dbt's models on its
     clone; then two deltas into each, the first to warm them (dbt's first build read every order;
     the other clones start cold), the second timed."""
+    settle(dsn_of(template))  # (nothing staged left behind by what ran before, no refresh under way)
     with psycopg.connect(admin_dsn, autocommit=True) as admin:
         for name in CLONES:
             admin.execute(f"DROP DATABASE IF EXISTS {name}")
