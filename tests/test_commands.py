@@ -217,3 +217,25 @@ def test_sustained_rate_search_doubles_then_halves_the_gap():
     tried, attempt = follow(400)  # the first rate fails: the gap below it is searched
     result = search_rate(attempt, Sustained(5.0, 60, []), 1000, 6, 2)
     assert tried == [1000, 500, 200] and result.held == 200 and result.stopped == "500 orders/s: p95 above 5 s"
+
+
+def test_a_freshness_run_starts_from_settled_staging(dsn):
+    """What an earlier run left staged is applied, after any refresh under way, before the next run
+    is timed (a rate that did not hold must not leave its backlog to the next rate)."""
+    import threading
+    import time
+
+    from driver.bench.freshness import settle
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        stage(conn, "orders", [order(900_001), order(900_002)])
+        holder = psycopg.connect(dsn)  # a refresh "under way": the lock the refresh takes
+        holder.execute("LOCK globalcart.etl_refresh_lock IN EXCLUSIVE MODE")
+        threading.Timer(2.0, holder.rollback).start()
+        started = time.monotonic()
+        settle(dsn)
+        waited = time.monotonic() - started
+        holder.close()
+        assert waited >= 1.5  # it waited for the refresh under way, not skipped past it
+        assert scalar(conn, "SELECT count(*) FROM globalcart.stg_orders") == 0
+        assert scalar(conn, "SELECT count(*) FROM globalcart.fact_orders WHERE order_id IN (900001, 900002)") == 2

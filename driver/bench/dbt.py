@@ -248,7 +248,14 @@ def compare_with_dbt(admin_dsn: str, dsn_of: Callable[[str], str], template: str
     with psycopg.connect(admin_dsn, autocommit=True) as admin:
         for name in CLONES:
             admin.execute(f"DROP DATABASE IF EXISTS {name}")
-            admin.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+            for attempt in range(60):  # (a follow loop of an earlier run may still be leaving the template)
+                try:
+                    admin.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+                    break
+                except psycopg.errors.ObjectInUse:
+                    if attempt == 59:
+                        raise
+                    time.sleep(1)
     try:
         deltas = []
         with psycopg.connect(dsn_of("bench_dbt_refresh"), autocommit=True) as conn:

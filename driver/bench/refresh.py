@@ -394,7 +394,7 @@ def run_bench(
                 figures.dbt = compare_with_dbt(server.dsn("postgres"), server.dsn, "bench_large", dbt,
                                                changed=min(10_000, large // 100), new=min(10_000, large // 100),
                                                seed=seed + 300)  # fmt: skip
-            except DriverError as exc:
+            except (DriverError, psycopg.Error) as exc:
                 log(f"beside dbt: {exc}")
                 figures.notes.append(f"beside dbt: not measured ({exc})")
         else:
