@@ -55,7 +55,11 @@ BEGIN
   END LOOP;
   CREATE TEMPORARY TABLE gc_kpi_sessions (session_id text PRIMARY KEY) ON COMMIT DROP;
   CREATE TEMPORARY TABLE gc_kpi_session_moves
-    (session_id text NOT NULL, old globalcart.kpi_session_state, new globalcart.kpi_session_state) ON COMMIT DROP;
+    (session_id text NOT NULL,
+     had_old boolean NOT NULL DEFAULT false, old_first_event_ts timestamptz, old_channel text, old_purchased boolean,
+     old_carted boolean, old_payment_failed boolean, old_max_cart_value_usd numeric,
+     has_new boolean NOT NULL, first_event_ts timestamptz, first_event_id uuid, channel text, purchased boolean,
+     carted boolean, payment_failed boolean, max_cart_value_usd numeric) ON COMMIT DROP;
   CREATE TEMPORARY TABLE gc_kpi_order_delta (LIKE globalcart.kpi_order_summary) ON COMMIT DROP;
 END;
 $$;

@@ -147,44 +147,53 @@ BEGIN
      AND s.currency = e.currency AND s.orders = 0;
 
   -- Sessions: each touched session's state before and after the batch, side by side, into
-  -- pg_temp.gc_kpi_session_moves (old NULL: it had none; new NULL: no event of it is left); then
+  -- pg_temp.gc_kpi_session_moves (had_old: it had a state; has_new: an event of it is left); then
   -- one statement moves their contributions in kpi_funnel_summary and writes kpi_session_state.
   IF p_recompute_sessions THEN
     -- from every event left of each session noted in pg_temp.gc_kpi_sessions (a revert, or fact
     -- retention dropped some)
-    INSERT INTO pg_temp.gc_kpi_session_moves (session_id, new)
-    SELECT e.session_id,
-           ROW(e.session_id,
-               min(e.event_ts),
-               (array_agg(e.event_id ORDER BY e.event_ts, e.event_id))[1],
-               (array_agg(e.channel ORDER BY e.event_ts, e.event_id))[1],
-               bool_or(e.event_type = 'PURCHASE'),
-               bool_or(e.event_type = 'ADD_TO_CART'),
-               bool_or(e.event_type = 'PAYMENT_FAILED'),
-               max(e.cart_value_usd))::globalcart.kpi_session_state
+    INSERT INTO pg_temp.gc_kpi_session_moves
+           (session_id, has_new, first_event_ts, first_event_id, channel, purchased, carted, payment_failed,
+            max_cart_value_usd)
+    SELECT e.session_id, true,
+           min(e.event_ts),
+           (array_agg(e.event_id ORDER BY e.event_ts, e.event_id))[1],
+           (array_agg(e.channel ORDER BY e.event_ts, e.event_id))[1],
+           bool_or(e.event_type = 'PURCHASE'),
+           bool_or(e.event_type = 'ADD_TO_CART'),
+           bool_or(e.event_type = 'PAYMENT_FAILED'),
+           max(e.cart_value_usd)
       FROM pg_temp.gc_kpi_sessions t  -- (keyed: each session once)
       JOIN globalcart.fact_funnel_events e ON e.session_id = t.session_id
      GROUP BY e.session_id;
-    INSERT INTO pg_temp.gc_kpi_session_moves (session_id)
-    SELECT t.session_id FROM pg_temp.gc_kpi_sessions t
+    INSERT INTO pg_temp.gc_kpi_session_moves (session_id, has_new)
+    SELECT t.session_id, false FROM pg_temp.gc_kpi_sessions t
      WHERE NOT EXISTS (SELECT 1 FROM pg_temp.gc_kpi_session_moves m WHERE m.session_id = t.session_id);
-    UPDATE pg_temp.gc_kpi_session_moves m SET old = o
+    UPDATE pg_temp.gc_kpi_session_moves m
+       SET had_old = true, old_first_event_ts = o.first_event_ts, old_channel = o.channel, old_purchased = o.purchased,
+           old_carted = o.carted, old_payment_failed = o.payment_failed, old_max_cart_value_usd = o.max_cart_value_usd
       FROM globalcart.kpi_session_state o WHERE o.session_id = m.session_id;
   ELSE
     -- the funnel is append-only: a session's new state is its old one (read once) merged with the
     -- events this batch appended (globalcart.work_funnel_events holds exactly those) — no event
-    -- read back. First event, flags and greatest cart value all merge.
-    INSERT INTO pg_temp.gc_kpi_session_moves (session_id, old, new)
-    SELECT b.session_id, b.old,
-           ROW(b.session_id,
-               CASE WHEN b.is_first THEN b.first_event_ts ELSE (b.old).first_event_ts END,
-               CASE WHEN b.is_first THEN b.first_event_id ELSE (b.old).first_event_id END,
-               CASE WHEN b.is_first THEN b.channel ELSE (b.old).channel END,
-               coalesce((b.old).purchased, false) OR b.purchased,
-               coalesce((b.old).carted, false) OR b.carted,
-               coalesce((b.old).payment_failed, false) OR b.payment_failed,
-               greatest((b.old).max_cart_value_usd, b.max_cart_value_usd))::globalcart.kpi_session_state
-      FROM (SELECT b.*, o AS old,
+    -- read back. First event, flags and greatest cart value all merge. (Plain columns only: on
+    -- Citus this join runs on the workers, which know no type of the coordinator's own tables.)
+    INSERT INTO pg_temp.gc_kpi_session_moves
+           (session_id, had_old, old_first_event_ts, old_channel, old_purchased, old_carted, old_payment_failed,
+            old_max_cart_value_usd, has_new, first_event_ts, first_event_id, channel, purchased, carted,
+            payment_failed, max_cart_value_usd)
+    SELECT b.session_id, b.old_first_event_ts IS NOT NULL, b.old_first_event_ts, b.old_channel, b.old_purchased,
+           b.old_carted, b.old_payment_failed, b.old_max_cart_value_usd, true,
+           CASE WHEN b.is_first THEN b.first_event_ts ELSE b.old_first_event_ts END,
+           CASE WHEN b.is_first THEN b.first_event_id ELSE b.old_first_event_id END,
+           CASE WHEN b.is_first THEN b.channel ELSE b.old_channel END,
+           coalesce(b.old_purchased, false) OR b.purchased,
+           coalesce(b.old_carted, false) OR b.carted,
+           coalesce(b.old_payment_failed, false) OR b.payment_failed,
+           greatest(b.old_max_cart_value_usd, b.max_cart_value_usd)
+      FROM (SELECT b.*, o.first_event_ts AS old_first_event_ts, o.first_event_id AS old_first_event_id,
+                   o.channel AS old_channel, o.purchased AS old_purchased, o.carted AS old_carted,
+                   o.payment_failed AS old_payment_failed, o.max_cart_value_usd AS old_max_cart_value_usd,
                    o.session_id IS NULL OR (b.first_event_ts, b.first_event_id) < (o.first_event_ts, o.first_event_id)
                      AS is_first  -- the batch holds the session's first event
               -- (each session's first event and, over all its events, the flags: one sort of the batch)
@@ -201,13 +210,12 @@ BEGIN
   END IF;
 
   WITH moves AS (
-    SELECT -1 AS sign, (m.old).first_event_ts, (m.old).channel, (m.old).purchased, (m.old).carted,
-           (m.old).payment_failed, (m.old).max_cart_value_usd
-      FROM pg_temp.gc_kpi_session_moves m WHERE (m.old).session_id IS NOT NULL
+    SELECT -1 AS sign, m.old_first_event_ts AS first_event_ts, m.old_channel AS channel, m.old_purchased AS purchased,
+           m.old_carted AS carted, m.old_payment_failed AS payment_failed, m.old_max_cart_value_usd AS max_cart_value_usd
+      FROM pg_temp.gc_kpi_session_moves m WHERE m.had_old
     UNION ALL
-    SELECT 1, (m.new).first_event_ts, (m.new).channel, (m.new).purchased, (m.new).carted,
-           (m.new).payment_failed, (m.new).max_cart_value_usd
-      FROM pg_temp.gc_kpi_session_moves m WHERE (m.new).session_id IS NOT NULL
+    SELECT 1, m.first_event_ts, m.channel, m.purchased, m.carted, m.payment_failed, m.max_cart_value_usd
+      FROM pg_temp.gc_kpi_session_moves m WHERE m.has_new
   ), changes AS (
     SELECT (m.first_event_ts AT TIME ZONE 'UTC')::date AS session_day, m.channel,
            sum(m.sign * c.sessions) AS sessions,
@@ -223,10 +231,12 @@ BEGIN
   ), gone AS (  -- no event left (fact retention dropped them all): the state goes
     DELETE FROM globalcart.kpi_session_state k
      USING pg_temp.gc_kpi_session_moves m
-     WHERE k.session_id = m.session_id AND (m.new).session_id IS NULL
+     WHERE k.session_id = m.session_id AND NOT m.has_new
   ), state AS (
     INSERT INTO globalcart.kpi_session_state AS k
-    SELECT (m.new).* FROM pg_temp.gc_kpi_session_moves m WHERE (m.new).session_id IS NOT NULL
+    SELECT m.session_id, m.first_event_ts, m.first_event_id, m.channel, m.purchased, m.carted, m.payment_failed,
+           m.max_cart_value_usd
+      FROM pg_temp.gc_kpi_session_moves m WHERE m.has_new
     ON CONFLICT (session_id) DO UPDATE
       SET first_event_ts = EXCLUDED.first_event_ts, first_event_id = EXCLUDED.first_event_id,
           channel = EXCLUDED.channel, purchased = EXCLUDED.purchased, carted = EXCLUDED.carted,

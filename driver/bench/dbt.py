@@ -118,9 +118,9 @@ class DbtFigures:
         """The figures as rows of the bench's table."""
         delta = f"{self.changed + self.new:,}-order delta"
         return [
-            [f"refresh of the {delta} (facts, audit, summaries)", f"{self.refresh:.2f} s"],
-            ["  of which the floor: guarded upsert with its audit trigger", f"{self.audited:.2f} s"],
-            ["dbt: fact_orders + daily summary, database time", f"{self.dbt_database:.2f} s"],
+            [f"refresh of the {delta} (facts, audit, summaries)", f"{self.refresh:.3f} s"],
+            ["  of which the floor: guarded upsert with its audit trigger", f"{self.audited:.3f} s"],
+            ["dbt: fact_orders + daily summary, database time", f"{self.dbt_database:.3f} s"],
             ["  the whole `dbt run`", f"{self.dbt_run:.2f} s"],
             ["  refresh ÷ dbt's database time (goal ≤ 0.33)", f"{self.refresh / self.dbt_database:.2f}"],
             ["  the floor ÷ dbt's database time", f"{self.audited / self.dbt_database:.2f}"],
