@@ -10,7 +10,7 @@ from typing import Any
 from pytest_postgresql.executors import PostgreSQLExecutor
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from driver.scale.citus import NODE_OPTIONS, create_cluster_database
+from driver.core.cluster import NODE_OPTIONS, create_cluster_database
 from driver.servers.embedded import EmbeddedServer, EmbeddedServerError, prepare_server
 
 

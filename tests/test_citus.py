@@ -35,6 +35,7 @@ from helpers import bench_figures, fetch, item, order, run_cli, scalar, stage, t
 from servers import CITUS_INSTALL, CitusCluster, citus_installed, start_citus_cluster
 
 from driver.core import db
+from driver.core.cluster import state as citus_state
 from driver.core.errors import DriverError
 from driver.core.migrate import migrate
 from driver.scale import citus
@@ -381,7 +382,7 @@ def test_distribute_refuses_without_citus_and_a_bad_shard_count(dsn: str) -> Non
     bad = run_cli("distribute", "--shard-count", "0", dsn=dsn)
     assert (bad.returncode, bad.stderr) == (2, "globalcart: --shard-count must be at least 1.\n")
     with psycopg.connect(dsn) as conn:
-        assert citus.state(conn).installed is False
+        assert citus_state(conn).installed is False
         with pytest.raises(DriverError, match="Citus is not installed"):
             citus.distribute(conn)
 

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 from driver.bench.refresh import refresh_delta
+from driver.core import cluster
 from driver.core.migrate import migrate
 from driver.core.output import render_table
 from driver.core.progress import ProgressBar
@@ -65,8 +66,8 @@ def start_citus_cluster(workers: int = 2) -> tuple[EmbeddedServer, list[Embedded
     """A coordinator (Citus and pg_cron preloaded) and ``workers`` workers (Citus), each a
     throwaway server of our own on 127.0.0.1 with PostgreSQL's default settings."""
     started: list[EmbeddedServer] = []
-    coordinator_options = f"-c shared_preload_libraries=citus,pg_cron {citus.NODE_OPTIONS}"
-    worker_options = f"-c shared_preload_libraries=citus {citus.NODE_OPTIONS}"
+    coordinator_options = f"-c shared_preload_libraries=citus,pg_cron {cluster.NODE_OPTIONS}"
+    worker_options = f"-c shared_preload_libraries=citus {cluster.NODE_OPTIONS}"
     try:
         started.append(start_server(extra_options=coordinator_options))
         for _ in range(workers):
@@ -102,7 +103,7 @@ def run_citus_bench(
             for layout in ("one server", "citus"):
                 name = f"bench_{size}"
                 if layout == "citus":
-                    dsn = citus.create_cluster_database(coordinator, workers, name)
+                    dsn = cluster.create_cluster_database(coordinator, workers, name)
                 else:
                     with psycopg.connect(single.dsn("postgres"), autocommit=True) as admin:
                         admin.execute(f"CREATE DATABASE {name}")

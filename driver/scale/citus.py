@@ -28,11 +28,9 @@ from pathlib import Path
 import psycopg
 
 from driver.core import db
-from driver.core.cluster import NODE_OPTIONS, Node, create_cluster_database, prepare_workers, state
+from driver.core.cluster import prepare_workers, state
 from driver.core.db import OWNER
 from driver.core.errors import DriverError, first_line
-
-__all__ = ["NODE_OPTIONS", "Node", "create_cluster_database", "distribute", "layout", "prepare_workers", "state"]
 
 
 @dataclass
