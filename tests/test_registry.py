@@ -32,12 +32,12 @@ def test_primary_keys_in_the_registry_are_the_facts_primary_keys(conn):
 
 
 def test_every_source_has_its_refresh_step_and_the_generator_its_columns(conn):
-    """apply_batch() dispatches every registered source (and only those) to its business rules;
+    """run_source_step() dispatches every registered source (and only those) to its business rules;
     the simulator's row layout is the staging table's business columns."""
     for source in db.sources(conn):
         with conn.transaction():
             conn.execute("SELECT globalcart.create_work_tables()")
-            stats = scalar(conn, "SELECT globalcart.apply_batch(%s, 0, now(), now(), now())", source.name)
+            stats = scalar(conn, "SELECT globalcart.run_source_step(%s, 0, now(), now(), now())", source.name)
             assert stats["claimed"] == 0, source.name
         computed = {
             name
@@ -56,7 +56,7 @@ def test_every_source_has_its_refresh_step_and_the_generator_its_columns(conn):
         assert list(COLUMNS[source.name]) == staging, source.name
     assert list(COLUMNS) == [s.name for s in db.sources(conn)]
     with pytest.raises(psycopg.Error) as err, conn.transaction():
-        conn.execute("SELECT globalcart.apply_batch('wishlists', 0, now(), now(), now())")
+        conn.execute("SELECT globalcart.run_source_step('wishlists', 0, now(), now(), now())")
     assert err.value.diag.sqlstate == "GC006"
 
 

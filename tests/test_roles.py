@@ -56,7 +56,7 @@ ACTIONS: dict[str, tuple[Callable[[psycopg.Connection], object], set[str]]] = {
     "purge_history()": (lambda c: c.execute("SELECT globalcart.purge_history()"), {"refresher"}),
     "lock the refresh's lock": (lambda c: _in_transaction(c, "LOCK TABLE globalcart.etl_refresh_lock"), set()),
     "call a refresh step directly": (
-        lambda c: c.execute("SELECT globalcart.apply_batch('orders', 0, now(), now(), now())"), set()),
+        lambda c: c.execute("SELECT globalcart.run_source_step('orders', 0, now(), now(), now())"), set()),
     "schedule the refresh": (lambda c: c.execute("SELECT globalcart.schedule_incremental_refresh()"), set()),
 }  # fmt: skip
 

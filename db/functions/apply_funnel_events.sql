@@ -8,7 +8,7 @@
 --      each partition; a writer outside the refresh is waited for first, see below);
 --   2. inferred dim_customer / dim_product members for unknown ids;
 --   3. the monthly partitions of the batch's event_ts; INSERT … ON CONFLICT DO NOTHING;
---   4. advance the 'funnel_events' watermark.
+--   4. globalcart.finish_source(): advance the 'funnel_events' watermark, count every claimed row once.
 CREATE OR REPLACE FUNCTION globalcart.apply_funnel_events(p_run_id bigint, p_now timestamptz, p_latest_valid timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql
@@ -99,11 +99,12 @@ BEGIN
   )
   SELECT count(*), max(a.updated_at) INTO v_inserted, v_applied_max FROM appended a;
 
-  PERFORM globalcart.advance_watermark('funnel_events', v_applied_max, p_run_id);
-  -- replays of a stored event_id, copies within the batch, and a concurrent insert's conflicts
+  -- duplicate: replays of a stored event_id, copies within the batch, and a concurrent insert's
+  -- conflicts (append-only: what is not inserted is a duplicate, nothing is updated or stale)
   v_duplicates := v_claimed - v_rejected - v_inserted;
-  RETURN globalcart.source_stats(p_claimed => v_claimed, p_inserted => v_inserted,
-                                 p_duplicate => v_duplicates, p_rejected => v_rejected)
+  RETURN globalcart.finish_source('funnel_events', p_run_id, v_applied_max, v_claimed, v_rejected,
+                                  p_winners => v_inserted, p_duplicate => v_duplicates, p_stale => 0,
+                                  p_inserted => v_inserted, p_updated => 0)
          || jsonb_build_object('inferred_customers', v_inferred_customers,
                                'inferred_products', v_inferred_products);
 END;

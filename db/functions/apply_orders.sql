@@ -13,7 +13,7 @@
 --   6. guarded upsert keyed (order_id, order_ts) (updated_at newer, transition allowed);
 --      BEFORE UPDATE audits; a tombstone sets deleted_at, any later version clears it;
 --   7. the directory and the order's own columns in globalcart.kpi_order_state;
---   8. advance the 'orders' watermark.
+--   8. globalcart.finish_source(): advance the 'orders' watermark, count every claimed row once.
 -- Every lookup of a stored order reads one partition: where it is stored (work_orders.stored_ts)
 -- comes from the directory (kpi_order_state); an order id above every stored one cannot be stored
 -- and is looked up nowhere (a seed, a backfill, most new orders: the bulk path); one the directory
@@ -219,11 +219,9 @@ BEGIN
           IS DISTINCT FROM (EXCLUDED.order_ts, EXCLUDED.country_code, EXCLUDED.channel, EXCLUDED.currency,
                             EXCLUDED.order_status, EXCLUDED.deleted, EXCLUDED.gross_amount, EXCLUDED.net_amount);
 
-  PERFORM globalcart.advance_watermark('orders', greatest(v_applied_max, v_moved_max), p_run_id);
-  v_updated := v_updated + v_moved;
-  RETURN globalcart.source_stats(v_claimed, v_inserted, v_updated,
-                                 v_stale + (v_winners - v_backwards - v_inserted - v_updated),
-                                 v_duplicate, v_rejected + v_backwards, 0)
+  RETURN globalcart.finish_source('orders', p_run_id, greatest(v_applied_max, v_moved_max), v_claimed, v_rejected,
+                                  v_winners, v_duplicate, v_stale, v_inserted, v_updated + v_moved,
+                                  p_held => v_backwards)
          || jsonb_build_object('inferred_customers', v_inferred);
 END;
 $$;

@@ -4,21 +4,20 @@
 --   1. validate (missing required value, NaN, infinite timestamp, updated_at in the future,
 --      unknown payment_status, unknown currency, negative amount) -> etl_rejects; keep the
 --      newest valid version per payment_id;
---   2-3. globalcart.hold_early_children(): a key stored under another order ->
+--   2-3. globalcart.place_child_rows(): a key stored under another order ->
 --      'order_id_changed'; a row whose order is not in fact_orders waits in staging, 'orphan'
---      after etl_settings 'orphan_timeout';
+--      after etl_settings 'orphan_timeout'; it counts the new keys among the rows left;
 --   4. guarded upsert (updated_at newer); BEFORE UPDATE audits;
---   5. advance the 'payments' watermark.
+--   5. globalcart.finish_source(): advance the 'payments' watermark, count every claimed row once.
 CREATE OR REPLACE FUNCTION globalcart.apply_payments(p_run_id bigint, p_latest_valid timestamptz, p_orphan_cutoff timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql
   SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_candidates bigint; v_existing bigint; v_changed bigint;
+  v_changed bigint;
   v_claimed bigint; v_rejected bigint; v_winners bigint; v_duplicate bigint; v_stale bigint;
-  v_moved bigint; v_orphans bigint; v_deferred bigint; v_inserted bigint; v_updated bigint;
-  v_max_key bigint;  -- the greatest key stored: a greater one cannot be
+  v_moved bigint; v_orphans bigint; v_deferred bigint; v_inserted bigint;
   v_applied_max timestamptz;
   v_currencies text[] := ARRAY(SELECT c.currency_code::text FROM globalcart.dim_currency c);
 BEGIN
@@ -79,17 +78,10 @@ BEGIN
          (SELECT count(*) FROM ranked r WHERE r.rn > 1 AND r.updated_at < r.newest)
   INTO v_rejected, v_winners, v_duplicate, v_stale;
 
-  v_max_key := globalcart.bulk_bound((SELECT max(f.payment_id) FROM globalcart.fact_payments f));
-
   -- Never to another order; early-arriving rows wait for their order (orphan after the timeout).
-  SELECT h.moved, h.orphans, h.deferred INTO v_moved, v_orphans, v_deferred
-    FROM globalcart.hold_early_children('payments', p_run_id, p_orphan_cutoff, v_max_key) AS h;
-
-  -- (a partitioned table cannot say in RETURNING whether a row was inserted: count the stored keys,
-  -- in the order's one partition; a key above every stored one is not looked up)
-  SELECT count(*), count(*) FILTER (WHERE w.payment_id <= v_max_key AND EXISTS (SELECT 1 FROM globalcart.fact_payments f WHERE f.order_id = w.order_id AND f.payment_id = w.payment_id AND f.order_ts = w.order_ts))
-    INTO v_candidates, v_existing
-    FROM globalcart.work_payments w;
+  -- (and which keys are new: the upsert inserts those, updates the others if newer)
+  SELECT h.moved, h.orphans, h.deferred, h.new_keys INTO v_moved, v_orphans, v_deferred, v_inserted
+    FROM globalcart.place_child_rows('payments', p_run_id, p_orphan_cutoff) AS h;
 
   WITH upserted AS (
     INSERT INTO globalcart.fact_payments AS t
@@ -106,13 +98,9 @@ BEGIN
     RETURNING t.updated_at
   )
   SELECT count(*), max(u.updated_at) INTO v_changed, v_applied_max FROM upserted u;
-  v_inserted := v_candidates - v_existing;  -- a key not stored is inserted; the rest of what changed, updated
-  v_updated := v_changed - v_inserted;
-
-  PERFORM globalcart.advance_watermark('payments', v_applied_max, p_run_id);
-  RETURN globalcart.source_stats(v_claimed, v_inserted, v_updated,
-                                 v_stale + (v_winners - v_moved - v_orphans - v_deferred - v_inserted - v_updated),
-                                 v_duplicate, v_rejected + v_moved + v_orphans, v_deferred);
+  RETURN globalcart.finish_source('payments', p_run_id, v_applied_max, v_claimed, v_rejected, v_winners,
+                                  v_duplicate, v_stale, v_inserted, v_changed - v_inserted,
+                                  p_held => v_moved + v_orphans, p_deferred => v_deferred);
 END;
 $$;
 COMMENT ON FUNCTION globalcart.apply_payments(bigint, timestamptz, timestamptz) IS

@@ -5,7 +5,7 @@
 --      newest valid version per product_id;
 --   2. guarded upsert: a version replaces the stored row only when its updated_at is
 --      greater, or when the stored row is an inferred placeholder;
---   3. advance the 'products' watermark.
+--   3. globalcart.finish_source(): advance the 'products' watermark, count every claimed row once.
 CREATE OR REPLACE FUNCTION globalcart.apply_products(p_run_id bigint, p_latest_valid timestamptz)
   RETURNS jsonb
   LANGUAGE plpgsql
@@ -76,9 +76,8 @@ BEGIN
   INTO v_inserted, v_updated, v_applied_max
   FROM upserted u;
 
-  PERFORM globalcart.advance_watermark('products', v_applied_max, p_run_id);
-  RETURN globalcart.source_stats(v_claimed, v_inserted, v_updated,
-                                 v_stale + (v_winners - v_inserted - v_updated), v_duplicate, v_rejected, 0);
+  RETURN globalcart.finish_source('products', p_run_id, v_applied_max, v_claimed, v_rejected, v_winners,
+                                  v_duplicate, v_stale, v_inserted, v_updated);
 END;
 $$;
 COMMENT ON FUNCTION globalcart.apply_products(bigint, timestamptz) IS

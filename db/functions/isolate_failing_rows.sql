@@ -1,7 +1,7 @@
 -- globalcart.isolate_failing_rows(source, run_id, now, latest_valid, orphan_cutoff): the
--- failure path of globalcart.apply_source(), taken only after the whole batch of a source
+-- failure path of globalcart.apply_or_isolate(), taken only after the whole batch of a source
 -- failed with an error a row can cause. It bisects: the claimed rows, in staging order
--- (stg_id), are applied in parts, each by globalcart.apply_batch() inside a subtransaction;
+-- (stg_id), are applied in parts, each by globalcart.run_source_step() inside a subtransaction;
 -- a part that succeeds stays applied, a part that fails is rolled back and split in two,
 -- and a single row that fails is rejected with reason
 --   'row_error: SQLSTATE <code>: <message>'
@@ -58,7 +58,7 @@ BEGIN
       USING v_ids[v_lo], v_ids[v_hi];
     BEGIN
       v_stats := globalcart.add_stats(v_stats,
-                   globalcart.apply_batch(p_source, p_run_id, p_now, p_latest_valid, p_orphan_cutoff));
+                   globalcart.run_source_step(p_source, p_run_id, p_now, p_latest_valid, p_orphan_cutoff));
       EXECUTE format('INSERT INTO pg_temp.%I SELECT * FROM globalcart.%I', v_kept, v_win);
       EXECUTE format('DELETE FROM globalcart.%I', v_win);
     EXCEPTION WHEN OTHERS THEN

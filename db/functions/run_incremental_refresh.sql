@@ -20,7 +20,7 @@
 --      stays in staging for the next call: nothing is read twice or lost.
 --   6. Apply, in the order of globalcart.etl_sources (dimensions before facts, orders before
 --      their children: customers, products, orders, order_items, payments, shipments, returns,
---      funnel_events) — each by globalcart.apply_source(), which isolates and rejects rows
+--      funnel_events) — each by globalcart.apply_or_isolate(), which isolates and rejects rows
 --      that make its batch fail.
 --   7. Derived state: returns turn delivered orders RETURNED.
 --   8. The KPI summaries follow: the touched orders' and sessions' old contribution out (noted
@@ -142,7 +142,7 @@ BEGIN
     v_stats := '{}'::jsonb;
     FOR v_source IN SELECT s.source_name FROM globalcart.etl_sources s ORDER BY s.apply_order LOOP
       v_stats := v_stats || jsonb_build_object(
-        v_source, globalcart.apply_source(v_source, v_run_id, v_now, v_latest_valid, v_cutoff));
+        v_source, globalcart.apply_or_isolate(v_source, v_run_id, v_now, v_latest_valid, v_cutoff));
     END LOOP;
     v_returned := globalcart.derive_returned_orders();
     PERFORM globalcart.kpi_summaries_apply();

@@ -1,4 +1,4 @@
--- globalcart.hold_early_children(source, run_id, orphan_cutoff, max_key): the step that the order-grain
+-- globalcart.place_child_rows(source, run_id, orphan_cutoff): the step that the order-grain
 -- children (the sources of globalcart.etl_sources that wait for their order: order_items,
 -- payments, shipments, returns) share, run by their apply_<source>() after dedup, on
 -- globalcart.work_<source>:
@@ -14,14 +14,16 @@
 --      staged — same stg_id, so it keeps its place in the queue (earliest staged first), same
 --      ingested_at, so the orphan timeout counts from its first staging — with its deferrals
 --      count raised by one; or, when it was first staged at or before orphan_cutoff (now -
---      etl_settings 'orphan_timeout'), it is rejected 'orphan'.
+--      etl_settings 'orphan_timeout'), it is rejected 'orphan';
+--   4. of the rows left, those whose key is new (new_keys): the caller's upsert inserts them and
+--      updates the others, if newer — the lookup of step 2 told which keys are stored (a
+--      partitioned table cannot say in RETURNING whether a row was inserted).
 -- They leave work_<source> with only the rows to upsert; the table names differ per source, hence
--- format() (names from the registry, quoted with %I). max_key is the greatest key stored
--- (globalcart.bulk_bound of it), which the caller reads once for its own count of stored keys too:
--- a greater key is looked up nowhere.
-CREATE OR REPLACE FUNCTION globalcart.hold_early_children(
-    p_source text, p_run_id bigint, p_orphan_cutoff timestamptz, p_max_key bigint,
-    OUT moved bigint, OUT orphans bigint, OUT deferred bigint)
+-- format() (names from the registry, quoted with %I). The greatest key stored (its
+-- globalcart.bulk_bound) is read once: a greater key is looked up nowhere.
+CREATE OR REPLACE FUNCTION globalcart.place_child_rows(
+    p_source text, p_run_id bigint, p_orphan_cutoff timestamptz,
+    OUT moved bigint, OUT orphans bigint, OUT deferred bigint, OUT new_keys bigint)
   LANGUAGE plpgsql
   SET search_path = pg_catalog, pg_temp
 AS $$
@@ -30,7 +32,9 @@ AS $$
 DECLARE
   v_source globalcart.etl_sources;
   v_columns text;  -- the staging table's business columns
-  v_keys bigint[];  -- keys of the batch (key_column) not stored under their order, then those stored elsewhere
+  v_max_key bigint;  -- the greatest key stored: a greater one cannot be
+  v_not_here bigint[];  -- keys of the batch (key_column) not above v_max_key and not stored under their order
+  v_keys bigint[];  -- of those, the ones stored elsewhere
   v_orders bigint[];  -- orders of the batch the directory does not know, not above every stored one
 BEGIN
   SELECT * INTO STRICT v_source FROM globalcart.etl_sources s WHERE s.source_name = p_source AND s.waits_for_order;
@@ -38,6 +42,10 @@ BEGIN
     FROM pg_catalog.pg_attribute a
    WHERE a.attrelid = format('globalcart.%I', v_source.staging_table)::regclass
      AND a.attnum > 0 AND NOT a.attisdropped AND a.attname NOT IN ('stg_id', 'ingested_at', 'deferrals');
+
+  EXECUTE format('SELECT globalcart.bulk_bound((SELECT max(f.%I) FROM globalcart.%I f))',
+                 v_source.key_column, v_source.fact_table)
+    INTO v_max_key;
 
   -- each row's order: its order_ts is the row's partition; no order, no order_ts. The directory's
   -- came with the row (apply_<source> wrote it into the work table); an order it does not know
@@ -67,11 +75,11 @@ BEGIN
                      AND NOT EXISTS (SELECT 1 FROM globalcart.%3$I f
                                       WHERE f.order_id = w.order_id AND f.%1$I = w.%1$I AND f.order_ts = w.order_ts)',
                  v_source.key_column, 'work_' || p_source, v_source.fact_table)
-    INTO v_keys USING p_max_key;
-  IF v_keys IS NOT NULL THEN
+    INTO v_not_here USING v_max_key;
+  IF v_not_here IS NOT NULL THEN
     EXECUTE format('SELECT array_agg(DISTINCT f.%1$I) FROM globalcart.%2$I f WHERE f.%1$I = ANY ($1)',
                    v_source.key_column, v_source.fact_table)
-      INTO v_keys USING v_keys;
+      INTO v_keys USING v_not_here;
   END IF;
   EXECUTE format($sql$
     WITH moved AS (
@@ -101,7 +109,12 @@ BEGIN
     $sql$, 'work_' || p_source, v_source.staging_table, v_columns)
     INTO orphans, deferred
     USING p_run_id, p_source, p_orphan_cutoff;
+
+  -- the rows left whose key is new: above every stored key, or not found beside its order above
+  EXECUTE format('SELECT count(*) FILTER (WHERE w.%1$I > $1 OR $1 IS NULL OR w.%1$I = ANY ($2)) FROM globalcart.%2$I w',
+                 v_source.key_column, 'work_' || p_source)
+    INTO new_keys USING v_max_key, coalesce(v_not_here, '{}');
 END;
 $$;
-COMMENT ON FUNCTION globalcart.hold_early_children(text, bigint, timestamptz, bigint) IS
-  'Refresh step shared by the order-grain children: reject keys moved to another order, defer rows whose order has not arrived (orphan once first staged at or before the cutoff).';
+COMMENT ON FUNCTION globalcart.place_child_rows(text, bigint, timestamptz) IS
+  'Refresh step shared by the order-grain children: reject keys moved to another order, defer rows whose order has not arrived (orphan once first staged at or before the cutoff); counts the new keys left.';
