@@ -10,7 +10,15 @@ from helpers import ROOT, fetch, order, refresh, run_cli, scalar, stage
 from servers import database, start_test_server
 
 from driver.core.errors import DriverError
-from driver.core.migrate import BOOTSTRAP, ROUTINE_FOLDERS, SQL_DIR, migrate, routine_files
+from driver.core.migrate import (
+    BOOTSTRAP,
+    ROUTINE_FOLDERS,
+    SQL_DIR,
+    code_checksum,
+    comment_edits,
+    migrate,
+    routine_files,
+)
 
 
 def _catalog(conn):
@@ -103,7 +111,7 @@ def _copy_of_the_sql(tmp_path: Path) -> Path:
     sql_dir = tmp_path / "db"
     for sub in ("migrations", "privileges", *ROUTINE_FOLDERS):
         (sql_dir / sub).mkdir(parents=True)
-        for f in (SQL_DIR / sub).glob("*.sql"):
+        for f in [*(SQL_DIR / sub).glob("*.sql"), *(SQL_DIR / sub).glob("*.txt")]:  # (comment_edits.txt)
             (sql_dir / sub / f.name).write_text(f.read_text())
     (sql_dir / "routines.txt").write_text((SQL_DIR / "routines.txt").read_text())
     return sql_dir
@@ -245,6 +253,39 @@ def test_a_migration_changed_after_it_was_applied_is_refused(dsn, tmp_path):
     first.write_text(first.read_text() + "\n-- edited\n")
     with psycopg.connect(dsn) as conn, pytest.raises(DriverError, match="forward-only"):
         migrate(conn, sql_dir)
+
+
+def test_every_listed_comment_edit_left_the_code_of_its_migration_as_it_was():
+    edits = comment_edits(SQL_DIR / "migrations")
+    assert edits, "db/migrations/comment_edits.txt lists the edits of the comments that cite docs/"
+    for (name, _before), code in edits.items():
+        assert code_checksum((SQL_DIR / "migrations" / name).read_text()) == code, name
+
+
+def test_a_database_migrated_before_a_listed_comment_edit_is_accepted_and_recorded_anew(dsn, tmp_path):
+    (name, before), _code = next(iter(comment_edits(SQL_DIR / "migrations").items()))
+    text = (SQL_DIR / "migrations" / name).read_text()
+    with psycopg.connect(dsn) as conn:
+        conn.execute("UPDATE globalcart.schema_migrations SET checksum = %s WHERE version = %s", (before, name))
+        conn.commit()
+        migrate(conn, with_cron=False)
+        conn.commit()
+        assert scalar(conn, "SELECT checksum FROM globalcart.schema_migrations WHERE version = %s", name) == \
+            hashlib.sha256(text.encode()).hexdigest()
+
+        # the same recorded checksum, but the file's code changed too: refused
+        conn.execute("UPDATE globalcart.schema_migrations SET checksum = %s WHERE version = %s", (before, name))
+        conn.commit()
+        sql_dir = _copy_of_the_sql(tmp_path)
+        (sql_dir / "migrations" / name).write_text(text + "\nSELECT 1;\n")
+        with pytest.raises(DriverError, match="forward-only"):
+            migrate(conn, sql_dir, with_cron=False)
+
+
+def test_the_catalog_comments_cite_the_documents_of_the_repository(dsn):
+    with psycopg.connect(dsn) as conn:
+        assert fetch(conn, "SELECT description FROM pg_description "
+                           "WHERE description ~ 'CONTRACT|DESIGN|\\.\\./shared'") == []  # fmt: skip
 
 
 def test_migrate_creates_pg_cron_in_the_cron_database(cron_db):

@@ -1,5 +1,5 @@
 -- 0001_warehouse: the star schema, the staging queue, audit tables and ETL bookkeeping.
--- Public interface: ../shared/CONTRACT.md sections 1-2. Forward-only: change the schema
+-- Public interface: docs/contract.md §1-§2. Forward-only: change the schema
 -- in a new numbered file, never by editing this one once it has been applied.
 
 CREATE SCHEMA IF NOT EXISTS globalcart;

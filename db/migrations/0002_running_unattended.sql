@@ -1,5 +1,5 @@
 -- 0002_running_unattended: what the pipeline needs to run with nobody watching
--- (CONTRACT 2.7, 2.11 and section 5): failed runs recorded with their error, rows waiting
+-- (docs/contract.md §2.7, §2.11 and §5): failed runs recorded with their error, rows waiting
 -- for their order told apart from fresh ones, the settings of section 5 with their
 -- defaults, and the indexes that health and retention read by.
 
@@ -37,7 +37,7 @@ CREATE INDEX etl_rejects_source_time_idx ON globalcart.etl_rejects (source_name,
 CREATE INDEX etl_rejects_time_idx ON globalcart.etl_rejects (rejected_at);
 CREATE INDEX kpi_snapshots_taken_idx ON globalcart.kpi_snapshots (taken_at);
 
--- The settings of CONTRACT section 5, each with its default (a missing row means the default).
+-- The settings of docs/contract.md §5, each with its default (a missing row means the default).
 INSERT INTO globalcart.etl_settings (name, value, description) VALUES
   ('lock_timeout', '10 seconds',
    'Longest a refresh waits for any lock (a BI session''s row lock, a DDL lock) before it fails and is recorded as failed. An interval; 0 waits without limit.'),

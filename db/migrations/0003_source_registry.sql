@@ -1,10 +1,10 @@
 -- 0003_source_registry: the one list of sources, KPI order kept with each snapshot, and the
 -- comments that were missing (every table says what it is; money columns say their currency).
 
--- The sources of CONTRACT section 1, in the order a refresh applies them. Everything that
+-- The sources of docs/contract.md §1, in the order a refresh applies them. Everything that
 -- repeats per source — the work tables, the staging counts, the driver's COPY targets and
 -- benchmark tables, the tests — reads this table; what differs per source (its business
--- rules) stays explicit in globalcart.apply_<source>(), dispatched by globalcart.apply_batch().
+-- rules) stays explicit in globalcart.apply_<source>(), dispatched by globalcart.run_source_step().
 CREATE TABLE globalcart.etl_sources (
   source_name     text PRIMARY KEY,
   apply_order     smallint NOT NULL UNIQUE CHECK (apply_order > 0),

@@ -1,4 +1,4 @@
--- 0004_roles: least privilege (CONTRACT section 6). The group roles, created when missing (roles
+-- 0004_roles: least privilege (docs/contract.md §6). The group roles, created when missing (roles
 -- belong to the whole server: a second warehouse database on it shares them), the owner of every
 -- object of the schema, the login role the pg_cron jobs run as, the lock only refreshers can take,
 -- and who changed what in the audit tables. What each role may do is granted by

@@ -1,6 +1,6 @@
--- 0005_kpi_summaries: KPIs kept as partial state by the refresh (DESIGN pattern 9), so that
+-- 0005_kpi_summaries: KPIs kept as partial state by the refresh (docs/design.md rule 9), so that
 -- reading them costs the number of days, not of rows. Counts and sums only — never ratios —
--- which kpi_values() turns into the KPIs of CONTRACT section 3 when read. The refresh keeps them
+-- which kpi_values() turns into the KPIs of docs/contract.md §3 when read. The refresh keeps them
 -- in the transaction that changes the facts (globalcart.kpi_summaries_begin / _apply): for each
 -- order or session its batch touched it subtracts the old contribution and adds the new one.
 -- globalcart.rebuild_kpi_summaries() recomputes them from the facts, and gives the same rows.

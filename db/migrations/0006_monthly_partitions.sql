@@ -6,7 +6,7 @@
 --                               kept equal to the order's by the refresh)
 --   fact_funnel_events          by event_ts
 --   audit_*                     by audited_at
--- Primary keys keep their contract columns first and add the partition column (CONTRACT 1).
+-- Primary keys keep their contract columns first and add the partition column (docs/contract.md §1).
 -- Partitions are plain tables named <table>_pYYYY_MM, attached for [first of the month, first of
 -- the next) in UTC; the refresh creates the ones its batch needs (globalcart.add_month_partitions),
 -- so a row for a month without a partition never fails it; <table>_default takes what anything

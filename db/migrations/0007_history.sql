@@ -1,4 +1,4 @@
--- 0007_history: what the warehouse held at any time, and which run wrote it (CONTRACT section 7).
+-- 0007_history: what the warehouse held at any time, and which run wrote it (docs/contract.md §7).
 --   - Every fact and dimension (each table with an audit table) gains loaded_run_id: the run that
 --     wrote its current version. Its default is the run id the refresh publishes
 --     (globalcart.current_run_id(), NULL outside a refresh); the audit trigger sets it on update.

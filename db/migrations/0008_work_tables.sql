@@ -1,4 +1,4 @@
--- 0008: the refresh's winner tables become tables of the schema (CONTRACT section 2 unchanged).
+-- 0008: the refresh's winner tables become tables of the schema (docs/contract.md §2 unchanged).
 --
 -- Until now every refresh call created its work tables as temporary tables. The tables that a
 -- batch is joined with the facts through — the newest valid version of each key of each source,

@@ -4,7 +4,8 @@ role; then grant each role exactly its part (db/privileges/grants.sql). Run it a
 creates roles, hands objects over and creates the pg_cron extension.
 
 Migrations are forward-only and recorded in ``globalcart.schema_migrations`` with a checksum;
-a recorded migration whose file has changed since is an error (add a new file instead).
+a recorded migration whose file has changed since is an error (add a new file instead), unless
+db/migrations/comment_edits.txt lists the change as one of comments only (its code unchanged).
 A migration may end with lines ``-- after routines: <SQL>``: statements that need the routines (a
 summary computed by a function, say), run once, at the end of the routine files' transaction of
 the migrate that applied it.
@@ -68,6 +69,32 @@ def _checksum(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+COMMENT_EDITS = "comment_edits.txt"
+
+
+def code_checksum(text: str) -> str:
+    """sha256 of a migration without its comment lines and blank lines (``-- after routines:`` lines are code)."""
+    lines = [
+        line.rstrip()
+        for line in text.splitlines()
+        if line.strip() and (not line.strip().startswith("--") or line.strip().startswith(AFTER_ROUTINES))
+    ]
+    return _checksum("\n".join(lines))
+
+
+def comment_edits(migrations: Path) -> dict[tuple[str, str], str]:
+    """db/migrations/comment_edits.txt: (file, checksum before the edit) -> checksum of its code."""
+    path = migrations / COMMENT_EDITS
+    if not path.exists():
+        return {}
+    edits = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, before, code = line.split()
+            edits[(name, before)] = code
+    return edits
+
+
 def _sql_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.sql"))
 
@@ -120,10 +147,16 @@ def apply_migrations(conn: psycopg.Connection, sql_dir: Path, report: MigrateRep
         conn.execute(BOOTSTRAP)
     recorded = dict(conn.execute("SELECT version, checksum FROM globalcart.schema_migrations").fetchall())
     conn.commit()
+    edits = comment_edits(sql_dir / "migrations")
     for path in _sql_files(sql_dir / "migrations"):
         text = path.read_text()
         if path.name in recorded:
-            if recorded[path.name] != _checksum(text):
+            comments_only = edits.get((path.name, recorded[path.name])) == code_checksum(text)
+            if recorded[path.name] != _checksum(text) and comments_only:
+                with conn.transaction():  # only its comments changed since it was applied
+                    conn.execute("UPDATE globalcart.schema_migrations SET checksum = %s WHERE version = %s",
+                                 (_checksum(text), path.name))  # fmt: skip
+            elif recorded[path.name] != _checksum(text):
                 raise DriverError(
                     f"migration {path.name} was changed after it was applied; migrations are forward-only: "
                     "restore the file and put the change in a new numbered migration."
