@@ -239,3 +239,33 @@ def test_a_freshness_run_starts_from_settled_staging(dsn):
         assert waited >= 1.5  # it waited for the refresh under way, not skipped past it
         assert scalar(conn, "SELECT count(*) FROM globalcart.stg_orders") == 0
         assert scalar(conn, "SELECT count(*) FROM globalcart.fact_orders WHERE order_id IN (900001, 900002)") == 2
+
+
+def test_the_follow_loop_outlasts_a_producer_slow_to_start(dsn, monkeypatch):
+    """At ten million orders the producer takes seconds to load the dimensions before its first
+    order: the follow loop must still be running when the last order is committed (it once ran for
+    a fixed time from its own start, and the last orders of the run were never applied), and it is
+    stopped once every order is visible."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from driver.bench import freshness
+    from driver.simulation.generator import Generator
+    from driver.simulation.seed import seed_history
+
+    load = Generator.load_dimensions
+
+    def slow_load(self, conn):
+        time.sleep(7)  # longer than the margin the loop had beyond the producer's seconds
+        return load(self, conn)
+
+    with psycopg.connect(dsn) as conn:
+        seed_history(conn, dsn, orders=100, seed=3, as_of=datetime.now(UTC) - timedelta(days=1), days=10)
+    monkeypatch.setattr(Generator, "load_dimensions", slow_load)
+    started = time.monotonic()
+    figure = freshness.measure(dsn, "follow", 2, 20, 7, log=lambda _line: None)
+    assert figure.orders == 40 and figure.max < freshness.FOLLOW_WAIT
+    assert time.monotonic() - started < 7 + 2 + 15  # not the loop's whole run_for: it was stopped
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        follow = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'globalcart-bench-follow'"
+        assert scalar(conn, follow) == 0

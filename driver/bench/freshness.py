@@ -24,6 +24,8 @@ from driver.simulation.staging import copy_batch
 
 TICK = 0.05  # the producer commits every 50 ms
 POLL = 0.02  # the watcher looks every 20 ms
+FOLLOW_WAIT = 20  # seconds after the producer stopped within which every order must be visible (follow mode)
+MINUTE_WAIT = 90  # the same with the job every minute
 
 
 class FreshnessIncomplete(RuntimeError):
@@ -44,26 +46,34 @@ class Freshness:
         return [self.mode, f"{self.orders:,}", f"{self.p50:.2f} s", f"{self.p95:.2f} s", f"{self.max:.2f} s"]
 
 
-def _produce(dsn: str, seconds: float, rate: int, seed: int, committed: list[tuple[int, int, float]]) -> None:
-    """Orders placed half an hour ago and paid since, ``rate`` a second, each batch committed alone."""
-    with psycopg.connect(dsn, application_name="globalcart-bench-producer") as conn:
-        gen = Generator(seed, usd_rates(conn))
-        gen.load_dimensions(conn)
-        ids = Ids.after_existing(conn)
-        conn.commit()
-        per_tick = max(1, round(rate * TICK))
-        stop_at = time.monotonic() + seconds
-        next_tick = time.monotonic()
-        while time.monotonic() < stop_at:
-            batch = Batch()
-            now = datetime.now(UTC)
-            first = ids.order
-            for _ in range(per_tick):
-                gen.make_order(ids, batch, now - timedelta(minutes=30), now)
-            copy_batch(conn, batch)
-            committed.append((first, ids.order - 1, time.monotonic()))
-            next_tick += TICK
-            time.sleep(max(0.0, next_tick - time.monotonic()))
+class _Producer:
+    """Orders placed half an hour ago and paid since, ``rate`` a second, each batch committed alone.
+    Connects and loads the dimensions when made (at ten million orders that alone takes seconds), so
+    that the clock of a measurement starts with the first order."""
+
+    def __init__(self, dsn: str, rate: int, seed: int) -> None:
+        self.conn = psycopg.connect(dsn, application_name="globalcart-bench-producer")
+        self.gen = Generator(seed, usd_rates(self.conn))
+        self.gen.load_dimensions(self.conn)
+        self.ids = Ids.after_existing(self.conn)
+        self.conn.commit()
+        self.per_tick = max(1, round(rate * TICK))
+
+    def run(self, seconds: float, committed: list[tuple[int, int, float]]) -> None:
+        """Produces for ``seconds``; each commit noted as (first order id, last, when acknowledged)."""
+        with self.conn:
+            stop_at = time.monotonic() + seconds
+            next_tick = time.monotonic()
+            while time.monotonic() < stop_at:
+                batch = Batch()
+                now = datetime.now(UTC)
+                first = self.ids.order
+                for _ in range(self.per_tick):
+                    self.gen.make_order(self.ids, batch, now - timedelta(minutes=30), now)
+                copy_batch(self.conn, batch)
+                committed.append((first, self.ids.order - 1, time.monotonic()))
+                next_tick += TICK
+                time.sleep(max(0.0, next_tick - time.monotonic()))
 
 
 def _watch(dsn: str, first_id: int, stop: threading.Event, seen: dict[int, float]) -> None:
@@ -79,9 +89,14 @@ def _watch(dsn: str, first_id: int, stop: threading.Event, seen: dict[int, float
             time.sleep(POLL)
 
 
-def _follow(dsn: str, run_for: timedelta) -> None:
+def _follow(dsn: str, run_for: timedelta, pid: list[int]) -> None:
+    """The follow loop for ``run_for``, unless measure cancels it first (once every order is seen)."""
     with psycopg.connect(dsn, autocommit=True, application_name="globalcart-bench-follow") as conn:
-        conn.execute("CALL globalcart.refresh_for(%s, '1 second')", (run_for,))
+        pid.append(conn.info.backend_pid)
+        try:
+            conn.execute("CALL globalcart.refresh_for(%s, '1 second')", (run_for,))
+        except psycopg.errors.QueryCanceled:
+            pass  # (a refresh under way is rolled back; settle applies what it had claimed)
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -113,21 +128,24 @@ def measure(dsn: str, mode: str, seconds: float, rate: int, seed: int, log: Call
         first_id = conn.execute("SELECT coalesce(max(order_id), 0) + 1 FROM globalcart.fact_orders").fetchone()[0]
     committed: list[tuple[int, int, float]] = []
     seen: dict[int, float] = {}
+    wait = FOLLOW_WAIT if mode == "follow" else MINUTE_WAIT
+    producer = _Producer(dsn, rate, seed)
     stop = threading.Event()
     watcher = threading.Thread(target=_watch, args=(dsn, first_id, stop, seen), daemon=True)
     watcher.start()
-    follower = None
-    if mode == "follow":
-        follower = threading.Thread(target=_follow, args=(dsn, timedelta(seconds=seconds + 5)), daemon=True)
+    follower, follower_pid = None, []
+    if mode == "follow":  # (it outlasts the producer and the wait; cancelled when every order is seen)
+        run_for = timedelta(seconds=seconds + wait + 10)
+        follower = threading.Thread(target=_follow, args=(dsn, run_for, follower_pid), daemon=True)
         follower.start()
         time.sleep(0.5)
     else:
         schedule(dsn, "* * * * *")
     try:
         log(f"freshness ({mode}): producing {rate} orders/s for {seconds:.0f} s")
-        _produce(dsn, seconds, rate, seed, committed)
+        producer.run(seconds, committed)
         last = committed[-1][1] if committed else first_id - 1
-        deadline = time.monotonic() + (20 if mode == "follow" else 90)
+        deadline = time.monotonic() + wait
         while not all(i in seen for i in range(first_id, last + 1)) and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
@@ -135,14 +153,17 @@ def measure(dsn: str, mode: str, seconds: float, rate: int, seed: int, log: Call
         watcher.join()
         if mode == "minute":
             unschedule(dsn)
-    if follower is not None:
-        follower.join(timeout=30)
+        if follower is not None:
+            if follower_pid:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute("SELECT pg_cancel_backend(%s)", (follower_pid[0],))
+            follower.join(timeout=60)
     latencies = [seen.get(i, float("inf")) - at for lo, hi, at in committed for i in range(lo, hi + 1)]
     if not latencies or max(latencies) == float("inf"):
         missing = sum(1 for latency in latencies if latency == float("inf"))
         raise FreshnessIncomplete(
             f"freshness ({mode}): {missing:,} of {len(latencies):,} orders were not visible "
-            f"{20 if mode == 'follow' else 90} s after the producer stopped (the refresh is slower than the load)"
+            f"{wait} s after the producer stopped (the refresh is slower than the load)"
         )
     return Freshness(mode, len(latencies), statistics.median(latencies), percentile(latencies, 0.95), max(latencies))
 
