@@ -29,7 +29,9 @@ def test_purge_deletes_history_older_than_the_retention_and_keeps_audit_by_defau
     _history(conn)
     counts_before = {t: scalar(conn, f"SELECT count(*) FROM globalcart.{t}") for t in HISTORY}
     result = scalar(conn, "SELECT globalcart.purge_history()")
-    assert result == {"etl_runs": 2, "etl_rejects": 1, "kpi_snapshots": counts_before["kpi_snapshots"] // 2}
+    # and of the attribution (docs/contract.md §8), the row of run 1's new orders: run 3's adds to it no more
+    assert result == {"etl_runs": 2, "etl_rejects": 1, "kpi_snapshots": counts_before["kpi_snapshots"] // 2,
+                      "kpi_attribution": 1}  # fmt: skip
     for table in HISTORY:
         assert scalar(conn, f"SELECT count(*) FROM globalcart.{table}") == counts_before[table] - result[table]
         assert (
@@ -60,7 +62,8 @@ def test_audit_retention_deletes_old_audit_rows_of_every_audit_table(conn):
 def test_history_retention_is_a_setting(conn):
     _history(conn)
     conn.execute("UPDATE globalcart.etl_settings SET value = '1000 days' WHERE name = 'history_retention'")
-    assert scalar(conn, "SELECT globalcart.purge_history()") == {"etl_runs": 0, "etl_rejects": 0, "kpi_snapshots": 0}
+    assert scalar(conn, "SELECT globalcart.purge_history()") == {"etl_runs": 0, "etl_rejects": 0, "kpi_snapshots": 0,
+                                                                   "kpi_attribution": 0}
 
 
 @pytest.mark.parametrize(("setting", "value"), [("history_retention", "a while"), ("audit_retention", "forever")])

@@ -34,6 +34,11 @@ ACTIONS: dict[str, tuple[Callable[[psycopg.Connection], object], set[str]]] = {
     "read kpi_snapshots": (lambda c: c.execute("SELECT * FROM globalcart.kpi_snapshots"), READERS),
     "kpi_values()": (lambda c: c.execute("SELECT * FROM globalcart.kpi_values()"), READERS),
     "compare_kpis()": (lambda c: c.execute("SELECT * FROM globalcart.compare_kpis('b', 'a')"), READERS),
+    "explain_kpis() of snapshots": (lambda c: c.execute("SELECT * FROM globalcart.explain_kpis('b', 'a')"), READERS),
+    "explain_kpis() of a run": (
+        lambda c: c.execute("SELECT * FROM globalcart.explain_kpis((SELECT max(run_id) FROM globalcart.kpi_run_sums))"),
+        READERS),
+    "write the attribution": (lambda c: c.execute("DELETE FROM globalcart.kpi_attribution"), set()),
     "read pipeline_health": (lambda c: c.execute("SELECT * FROM globalcart.pipeline_health"), {"refresher"} | READERS),
     "read audit tables": (lambda c: c.execute("SELECT * FROM globalcart.audit_fact_orders"), {"auditor"}),
     "kpi_values_as_of()": (lambda c: c.execute("SELECT * FROM globalcart.kpi_values_as_of(now())"), READERS),

@@ -6,7 +6,8 @@
 -- schema, which Citus distributes beside the facts), emptied here. For the KPI summaries
 -- (globalcart.kpi_summaries_begin/_apply): globalcart.work_kpi_orders and the temporary
 -- gc_kpi_sessions, the orders and sessions the batch touches, gc_kpi_order_delta, the orders'
--- contributions to kpi_order_summary (old ones negated, new ones), and gc_kpi_session_moves, the
+-- contributions to kpi_order_summary (old ones negated, new ones), gc_kpi_order_states, the
+-- orders' state before (side -1) and after (side +1) the batch, and gc_kpi_session_moves, the
 -- sessions' state before and after the batch.
 --
 -- Never reused: the refresh runs with its owner's rights, so a table the caller prepared under
@@ -26,7 +27,8 @@ BEGIN
       FROM globalcart.etl_sources s
      CROSS JOIN LATERAL (VALUES ('gc_claim_' || s.source_name)) AS t(name)
     UNION ALL
-    SELECT t.name FROM unnest(ARRAY['gc_kpi_sessions', 'gc_kpi_session_moves', 'gc_kpi_order_delta']) AS t(name)
+    SELECT t.name FROM unnest(ARRAY['gc_kpi_sessions', 'gc_kpi_session_moves', 'gc_kpi_order_delta',
+                                                  'gc_kpi_order_states']) AS t(name)
   LOOP
     IF to_regclass(format('pg_temp.%I', v_table)) IS NOT NULL THEN
       RAISE EXCEPTION 'a temporary table pg_temp.% already exists in this session', v_table
@@ -61,6 +63,13 @@ BEGIN
      has_new boolean NOT NULL, first_event_ts timestamptz, first_event_id uuid, channel text, purchased boolean,
      carted boolean, payment_failed boolean, max_cart_value_usd numeric) ON COMMIT DROP;
   CREATE TEMPORARY TABLE gc_kpi_order_delta (LIKE globalcart.kpi_order_summary) ON COMMIT DROP;
+  -- (the columns of kpi_order_state, with the side and whether the batch brought returns; not LIKE:
+  -- its NOT NULLs are not wanted, and its composite type must not reach a Citus worker)
+  CREATE TEMPORARY TABLE gc_kpi_order_states
+    (order_id bigint NOT NULL, side integer NOT NULL, returns boolean NOT NULL, order_ts timestamptz,
+     country_code char(2), channel text, currency char(3), order_status text, deleted boolean, gross_amount numeric,
+     net_amount numeric, units bigint, refund_amount numeric, delivered_shipments integer, breached_shipments integer,
+     payments integer, failed_payments integer) ON COMMIT DROP;
 END;
 $$;
 COMMENT ON FUNCTION globalcart.create_work_tables() IS

@@ -11,7 +11,8 @@ BEGIN
   FOR v_source IN SELECT * FROM globalcart.etl_sources s ORDER BY s.apply_order LOOP
     EXECUTE format('DROP TABLE pg_temp.%I', 'gc_claim_' || v_source.source_name);
   END LOOP;
-  DROP TABLE pg_temp.gc_kpi_sessions, pg_temp.gc_kpi_session_moves, pg_temp.gc_kpi_order_delta;
+  DROP TABLE pg_temp.gc_kpi_sessions, pg_temp.gc_kpi_session_moves, pg_temp.gc_kpi_order_delta,
+                  pg_temp.gc_kpi_order_states;
 END;
 $$;
 COMMENT ON FUNCTION globalcart.drop_work_tables() IS

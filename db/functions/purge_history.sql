@@ -1,5 +1,6 @@
 -- globalcart.purge_history(): retention (docs/contract.md §5.5). Deletes etl_runs, etl_rejects and
--- kpi_snapshots rows older than etl_settings 'history_retention' (default 90 days), and,
+-- kpi_snapshots rows older than etl_settings 'history_retention' (default 90 days) — with the
+-- attribution only those needed (docs/contract.md §8) —, and,
 -- when 'audit_retention' is an interval (default 'none': kept for ever), the rows of every
 -- audit table (globalcart.audit_*, read from the catalog) audited longer ago than that; and,
 -- when 'fact_retention' is an interval (default 'none'), drops the monthly partitions of the
@@ -44,6 +45,20 @@ BEGIN
   DELETE FROM globalcart.kpi_snapshots k WHERE k.taken_at < v_history_cutoff;
   GET DIAGNOSTICS v_deleted = ROW_COUNT;
   v_result := v_result || jsonb_build_object('kpi_snapshots', v_deleted);
+  -- … and their attribution (docs/contract.md §8): the partial state of the snapshots and runs gone,
+  -- and the running totals of the causes no explain_kpis can reach any more — those before each
+  -- cause's last row at or before the first run a remaining snapshot or run still needs (that row
+  -- is what the later ones add to)
+  DELETE FROM globalcart.kpi_snapshot_sums s
+   WHERE NOT EXISTS (SELECT 1 FROM globalcart.kpi_snapshots k WHERE k.snapshot_id = s.snapshot_id);
+  DELETE FROM globalcart.kpi_run_sums s WHERE NOT EXISTS (SELECT 1 FROM globalcart.etl_runs r WHERE r.run_id = s.run_id);
+  DELETE FROM globalcart.kpi_attribution a
+   WHERE a.run_id < (SELECT max(b.run_id) FROM globalcart.kpi_attribution b
+                      WHERE b.cause = a.cause
+                        AND b.run_id <= least((SELECT min(s.last_run_id) FROM globalcart.kpi_snapshot_sums s),
+                                              (SELECT min(r.run_id) FROM globalcart.etl_runs r)));
+  GET DIAGNOSTICS v_deleted = ROW_COUNT;
+  v_result := v_result || jsonb_build_object('kpi_attribution', v_deleted);
 
   IF v_audit_cutoff IS NOT NULL THEN
     -- every table that holds audit rows (each monthly partition of an audit table), counted under

@@ -22,7 +22,8 @@
 --      Rows written back carry the new run's id as loaded_run_id: it wrote their current version.
 --   4. The KPI summaries follow: the touched orders' contribution out before
 --      (globalcart.revert_kpi_begin), in after; the touched sessions are recomputed from their
---      events (globalcart.kpi_summaries_apply).
+--      events (globalcart.kpi_summaries_apply); the change is recorded as the cause 'reverts'
+--      (globalcart.kpi_attribution_record).
 -- Watermarks are not moved backwards, rejects stay, staging is not touched. Returns the summary of
 -- the new run — {"run_id", "status", "reverted_run_id", "rows_changed", "tables": {table:
 -- {"deleted", "restored", "reinserted"}}, …} — also stored as its etl_runs.stats. Each table is
@@ -61,6 +62,7 @@ BEGIN
   PERFORM globalcart.revert_kpi_begin();
   SELECT * INTO v_restored FROM globalcart.revert_restore_rows(v_target.run_id);
   PERFORM globalcart.kpi_summaries_apply(true);
+  PERFORM globalcart.kpi_attribution_record(v_run_id, p_revert => true);
   PERFORM globalcart.drop_work_tables();
   FOR t IN SELECT * FROM globalcart.history_tables() LOOP
     EXECUTE format('DROP TABLE pg_temp.%I, pg_temp.%I', 'gc_revert_keys_' || t.table_name,

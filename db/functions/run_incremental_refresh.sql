@@ -25,7 +25,8 @@
 --   7. Derived state: returns turn delivered orders RETURNED.
 --   8. The KPI summaries follow: the touched orders' and sessions' old contribution out (noted
 --      right after the claim by globalcart.kpi_summaries_begin), their new one in
---      (globalcart.kpi_summaries_apply).
+--      (globalcart.kpi_summaries_apply); and why they moved, by cause
+--      (globalcart.kpi_attribution_record, docs/contract.md §8).
 --   9. Close the run with its summary (globalcart.refresh_summary), which is also returned;
 --      each source's "backlog" counts its rows still staged, deferred ones aside.
 -- Any error in 2-9 (a lock or statement timeout, a cancel, a bad setting, anything else)
@@ -146,6 +147,7 @@ BEGIN
     END LOOP;
     v_returned := globalcart.derive_returned_orders();
     PERFORM globalcart.kpi_summaries_apply();
+    PERFORM globalcart.kpi_attribution_record(v_run_id);
     PERFORM globalcart.drop_work_tables();
 
     SELECT jsonb_object_agg(s.source_name, (v_stats -> s.source_name) || jsonb_build_object('backlog', s.staged))

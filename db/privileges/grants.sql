@@ -15,8 +15,8 @@
 --                         pipeline_health; what the scheduled
 --                         jobs' commands call (job_statement_timeout())
 --   globalcart_reader     SELECT on dimensions, facts, kpi_* (snapshots, summaries, kpi_daily),
---                         pipeline_health; kpi_values(), kpi_values_as_of(), compare_kpis(), and
---                         the KPI rules those inline (kpi_order_contribution, …)
+--                         pipeline_health; kpi_values(), kpi_values_as_of(), compare_kpis(),
+--                         explain_kpis(), and the KPI rules those inline (kpi_order_contribution, …)
 --   globalcart_auditor    globalcart_reader's (it is a member), plus SELECT on audit tables and
 --                         etl_rejects, and the history read from them: <table>_as_of() of each
 --                         table with history, order_timeline()
@@ -100,6 +100,16 @@ BEGIN
     TO globalcart_reader;
   GRANT EXECUTE ON FUNCTION globalcart.kpi_values_as_of(timestamptz) TO globalcart_reader;
   GRANT EXECUTE ON FUNCTION globalcart.compare_kpis(text, text) TO globalcart_reader;
+  -- why the KPIs moved (docs/contract.md §8), and what it and kpi_values are made of
+  GRANT EXECUTE ON FUNCTION globalcart.explain_kpis(text, text) TO globalcart_reader;
+  GRANT EXECUTE ON FUNCTION globalcart.explain_kpis(bigint) TO globalcart_reader;
+  GRANT EXECUTE ON FUNCTION globalcart.kpi_explain(globalcart.kpi_partial, globalcart.kpi_partial, text[],
+                                                   globalcart.kpi_partial[]) TO globalcart_reader;
+  GRANT EXECUTE ON FUNCTION globalcart.kpi_sums(timestamptz, timestamptz, char, text) TO globalcart_reader;
+  GRANT EXECUTE ON FUNCTION globalcart.kpi_values_of(globalcart.kpi_partial, boolean) TO globalcart_reader;
+  GRANT EXECUTE ON FUNCTION globalcart.kpi_parts(globalcart.kpi_partial) TO globalcart_reader;
+  GRANT EXECUTE ON FUNCTION globalcart.kpi_partial_add(globalcart.kpi_partial, globalcart.kpi_partial, integer)
+    TO globalcart_reader;
 
   -- auditor: the old versions and the quarantine (they hold personal data)
   FOR v_name IN
