@@ -36,8 +36,14 @@ def test_demo_runs_end_to_end_and_the_kpis_move(dsn):
         run = scalar(conn, "SELECT stats FROM globalcart.etl_runs ORDER BY run_id DESC LIMIT 1")
         sources = [s.name for s in db.sources(conn)]
         comparison = fetch(conn, "SELECT * FROM globalcart.compare_kpis('before', 'after')")
+        explained = fetch(conn, "SELECT * FROM globalcart.explain_kpis('before', 'after')")
         seeded = scalar(conn, "SELECT count(*) FROM globalcart.fact_orders") - run["orders"]["inserted"]
     assert output.format_summary(run, sources) in out
+    # it ends with why the KPIs moved: each that moved, with its causes from the recorded runs
+    out, why = out.split("== Why they moved", 1)
+    assert why.rstrip().endswith(output.format_explanation(explained, 3))
+    assert {"new_orders", "returns"} <= {row[4] for row in explained}
+    assert "outside_refresh" not in {row[4] for row in explained}
     assert out.rstrip().endswith(output.format_comparison(comparison, "before", "after"))
     # and, read back from the text without the formatter: each KPI's line carries the database's values
     lines = {line.split()[0]: line.split()[1:] for line in out.splitlines()[-16:] if line.split()}
@@ -163,8 +169,14 @@ def test_bench_prints_its_figures():
         assert figures.get(name, 0) > 0, (name, figures)  # measured, not a label with nothing behind it
     for name in ("full reload of the 800-order warehouse", "snapshot_kpis(), large warehouse",
                  "full reload ÷ refresh of one delta", "order_timeline() of one order, large",
-                 "fact_orders_as_of() of one order, large", "kpi_values_as_of(), whole large warehouse"):  # fmt: skip
+                 "fact_orders_as_of() of one order, large", "kpi_values_as_of(), whole large warehouse",
+                 "explain_kpis() across the timed deltas, large (goal ≤ 0.100 s)"):  # fmt: skip
         assert name in figures, (name, figures)
+    for name in ("refresh without the attribution (kpi_attribution off), small",
+                 "refresh without the attribution (kpi_attribution off), large"):  # fmt: skip
+        assert figures.get(name, 0) > 0, (name, figures)
+    assert re.search(r"what the attribution adds, small / large \(goal ≤ \+10 %\) +[+-][0-9.]+% / [+-][0-9.]+%",
+                     result.stdout), result.stdout  # fmt: skip
     follow = next(line for line in result.stdout.splitlines() if line.startswith("follow "))
     minute = next(line for line in result.stdout.splitlines() if line.startswith("minute "))
     assert follow.split()[1] == minute.split()[1] == "600"  # 200 orders/s for 3 s, each one seen

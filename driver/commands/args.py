@@ -47,12 +47,21 @@ def country(text: str) -> str:
 
 def count(text: str) -> int:
     """A whole number, 0 or more."""
+    return _whole(text, 0, "is negative: give 0 or more")
+
+
+def positive(text: str) -> int:
+    """A whole number, 1 or more."""
+    return _whole(text, 1, "is not positive: give 1 or more")
+
+
+def _whole(text: str, least: int, below: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative: give 0 or more")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"{text} {below}")
     return value
 
 

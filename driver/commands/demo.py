@@ -99,7 +99,15 @@ def run_demo(args: argparse.Namespace) -> int:
         print("== KPIs before and after (globalcart.compare_kpis; psql: \\i db/reports/before_after_kpis.sql)")
         rows = conn.execute("SELECT * FROM globalcart.compare_kpis('before', 'after')").fetchall()
         print(output.format_comparison(rows, "before", "after"))
+        _print_why(conn)
     return 0
+
+
+def _print_why(conn) -> None:
+    """The end of a demo: why the KPIs moved between 'before' and 'after' (globalcart.explain_kpis)."""
+    print("== Why they moved (globalcart.explain_kpis('before', 'after'); globalcart explain --top 5 for more)")
+    rows = conn.execute("SELECT * FROM globalcart.explain_kpis('before', 'after')").fetchall()
+    print(output.format_explanation(rows, 3))
 
 
 def _caught_up(source_dsn: str, warehouse_dsn: str, timeout: float = 60) -> None:
@@ -198,6 +206,7 @@ def run_cdc_demo(args: argparse.Namespace) -> int:
         print("== KPIs before and after (globalcart.compare_kpis)")
         rows = conn.execute("SELECT * FROM globalcart.compare_kpis('before', 'after')").fetchall()
         print(output.format_comparison(rows, "before", "after"))
+        _print_why(conn)
     with db.connect(dsn, autocommit=True) as conn:
         state = cdc.status(conn)
     print(f"== cdc status: {'healthy' if state.healthy else 'not healthy'}; lag "

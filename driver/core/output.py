@@ -82,6 +82,39 @@ def format_summary(summary: dict, sources: list[str]) -> str:
     return "\n".join(out)
 
 
+def fmt_signed(value: Decimal | int | None) -> str:
+    """A change, signed: integers whole, amounts of 1 or more to two places, smaller ones to four
+    significant digits (a change of a rate is often in the fourth decimal); NULL as n/a."""
+    if value is None:
+        return "n/a"
+    value = Decimal(value)
+    if value == value.to_integral_value():
+        return f"{int(value):+,}"
+    if abs(value) >= 1:
+        return f"{value:+,.2f}"
+    return f"{value.normalize():+.4g}"
+
+
+def format_explanation(rows: list[tuple], top: int) -> str:
+    """The rows of globalcart.explain_kpis(…) — (kpi, before, after, change, cause, contribution,
+    kpi_order), largest contribution first within a KPI — one line per KPI that moved: its change and
+    its ``top`` largest causes (the rest summed as "others"), e.g.
+    ``return_rate +0.0121 (0.0420 -> 0.0541): returns +0.0125, new_orders -0.0004``."""
+    by_kpi: dict[str, list[tuple]] = {}
+    for row in rows:
+        by_kpi.setdefault(row[0], []).append(row)
+    lines = []
+    for kpi, parts in by_kpi.items():
+        _, before, after, change, _, _, _ = parts[0]
+        shown = [f"{cause} {fmt_signed(part)}" for _, _, _, _, cause, part, _ in parts[:top]]
+        rest = [part for *_, part, _ in parts[top:]]
+        if rest:
+            total = None if any(p is None for p in rest) else sum(rest)
+            shown.append(f"{len(rest)} other cause{'s' if len(rest) > 1 else ''} {fmt_signed(total)}")
+        lines.append(f"{kpi} {fmt_signed(change)} ({fmt_number(before)} -> {fmt_number(after)}): {', '.join(shown)}")
+    return "\n".join(lines) if lines else "no KPI moved"
+
+
 def format_comparison(rows: list[tuple], before: str, after: str) -> str:
     """The rows of globalcart.compare_kpis(before, after) as a table."""
     return render_table(
