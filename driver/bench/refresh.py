@@ -11,12 +11,15 @@
    have their audit triggers disabled, by a bare guarded upsert (INSERT … ON CONFLICT … DO UPDATE
    … WHERE EXCLUDED.updated_at > t.updated_at; no trigger, no validation, no claim): the physical
    reference. The clone gets the same untimed first delta, then each timed delta right after its
-   refresh, so both sides run equally warm; refresh ÷ bare (goal: at most 2.5, stretch 2).
+   refresh, so both sides run equally warm; refresh ÷ bare (goal: at most 2.5, stretch 2). A third
+   copy, also taken right after the seed, refreshes the same deltas with the setting
+   kpi_attribution off: what recording why the KPIs moved costs (goal: at most +10 %).
 4. A full reload of the large warehouse (every dimension and fact copied into fresh tables
    with the same indexes: the database's share of a reload, a lower bound). The KPIs read from
    the summaries the refresh keeps: snapshot_kpis() on each warehouse (goal: at most 100 ms on
    the large one, large ÷ small at most 1.5 — it follows the number of days, not of rows) and a
-   one-month, one-country kpi_values() slice (goal: at most 50 ms); each the median of 5 calls.
+   one-month, one-country kpi_values() slice (goal: at most 50 ms) and explain_kpis() between a
+   snapshot before the timed deltas and one after (goal: at most 100 ms); each the median of 5 calls.
    The driver's peak memory (RSS) is printed too (goal: under 1 GB, at ten million orders).
    The server has PostgreSQL's default settings (fsync on); a CHECKPOINT before each timed
    phase keeps one phase's writes from being flushed in another's time.
@@ -80,6 +83,9 @@ class Figures:
     kpi_as_of: float = 0  # kpi_values_as_of(t), whole large warehouse
     sustained: Sustained | None = None  # the highest rate follow mode keeps up with, large warehouse
     dbt: DbtFigures | None = None  # the refresh beside dbt on one delta of orders, large warehouse
+    plain_small: float = 0  # the same deltas refreshed with kpi_attribution off
+    explain: float = 0  # explain_kpis() between snapshots before and after the timed deltas, large
+    plain_large: float = 0
 
     @property
     def large_over_small(self) -> float:
@@ -109,12 +115,18 @@ class Figures:
             ["bare guarded upsert of the same rows (large)", f"{self.bare_large:.2f} s",
              f"{self.delta_large / self.bare_large:,.0f} rows/s"],
             ["  refresh ÷ bare (goal ≤ 2.5, stretch 2)", f"{self.refresh_large / self.bare_large:.2f}", ""],
+            ["refresh without the attribution (kpi_attribution off), small", f"{self.plain_small:.2f} s", ""],
+            ["refresh without the attribution (kpi_attribution off), large", f"{self.plain_large:.2f} s", ""],
+            ["  what the attribution adds, small / large (goal ≤ +10 %)",
+             f"{self.refresh_small / self.plain_small - 1:+.1%} / {self.refresh_large / self.plain_large - 1:+.1%}",
+             ""],
             [f"full reload of the {self.large_orders:,}-order warehouse", f"{self.full_reload:.1f} s", ""],
             ["  full reload ÷ refresh of one delta", f"{self.full_reload * self.rounds / self.refresh_large:.0f}", ""],
             ["snapshot_kpis(), small warehouse", f"{self.snapshot_small:.3f} s", ""],
             ["snapshot_kpis(), large warehouse", f"{self.snapshot:.3f} s", ""],
             ["  large ÷ small (goals: ≤ 1.5, and large ≤ 0.100 s)", f"{self.snapshot / self.snapshot_small:.2f}", ""],
             ["kpi_values(), one month, one country, large (goal ≤ 0.050 s)", f"{self.kpi_slice:.3f} s", ""],
+            ["explain_kpis() across the timed deltas, large (goal ≤ 0.100 s)", f"{self.explain:.3f} s", ""],
             ["order_timeline() of one order, large", f"{self.timeline:.3f} s", ""],
             ["fact_orders_as_of() of one order, large", f"{self.as_of_one_order:.3f} s", ""],
             ["kpi_values_as_of(), whole large warehouse", f"{self.kpi_as_of:.1f} s", ""],
@@ -315,6 +327,7 @@ def run_bench(
         step = (until - as_of) / rounds
         refresh = {"small": 0.0, "large": 0.0}
         bare = {"small": 0.0, "large": 0.0}
+        plain = {"small": 0.0, "large": 0.0}  # refreshed with kpi_attribution off
         delta_rows = {"small": 0, "large": 0}
         seed_large = reload = kpi_slice = 0.0
         history = (0.0, 0.0, 0.0)
@@ -333,22 +346,28 @@ def run_bench(
                 # the bare upserts run on this clone of the warehouse as it is now, each delta right
                 # after the refresh of the same delta (both sides warmed by the same first delta)
                 admin.execute(f"CREATE DATABASE bench_bare_{name} TEMPLATE bench_{name}")
+                # and this one refreshes the same deltas without recording why the KPIs moved
+                admin.execute(f"CREATE DATABASE bench_plain_{name} TEMPLATE bench_{name}")
             with (
                 psycopg.connect(dsn, autocommit=True) as conn,
                 psycopg.connect(server.dsn(f"bench_bare_{name}")) as bare_conn,
+                psycopg.connect(server.dsn(f"bench_plain_{name}"), autocommit=True) as plain_conn,
             ):
                 _prepare_bare(bare_conn)
+                plain_conn.execute("UPDATE globalcart.etl_settings SET value = 'off' WHERE name = 'kpi_attribution'")
                 # A first delta, not timed, into both: the first refresh after a bulk load reads the
                 # pages of the orders it touches from disk (PostgreSQL's default 128 MB of shared
                 # buffers); the timed deltas measure the refresh as it runs from then on, and the bare
                 # upsert on a clone as warm. Its time is printed.
                 batch, first[name] = refresh_delta(conn, as_of - step, as_of, seed + 50, delta_orders)
                 _bare_upsert(bare_conn, batch)
+                refresh_delta(plain_conn, as_of - step, as_of, seed + 50, delta_orders)
                 log(
                     f"{name} warehouse, first delta after the seed (not timed): {batch.count():,} rows refreshed in "
                     f"{first[name]:.2f} s"
                 )
                 conn.execute("CHECKPOINT")  # each timed phase starts without the seed's dirty pages to flush
+                conn.execute("SELECT globalcart.snapshot_kpis('bench_start')")  # (for explain_kpis, below)
                 for n in range(rounds):
                     batch, seconds = refresh_delta(conn, as_of + step * n, as_of + step * (n + 1), seed + 1 + n,
                                                    delta_orders)  # fmt: skip
@@ -356,9 +375,16 @@ def run_bench(
                     refresh[name] += seconds
                     bare_seconds = _bare_upsert(bare_conn, batch)
                     bare[name] += bare_seconds
+                    same, plain_seconds = refresh_delta(plain_conn, as_of + step * n, as_of + step * (n + 1),
+                                                        seed + 1 + n, delta_orders)  # fmt: skip
+                    if same.count() != batch.count():
+                        raise RuntimeError("the copy without attribution was given another delta than the warehouse")
+                    plain[name] += plain_seconds
                     log(f"{name} warehouse, delta {n + 1}/{rounds}: {batch.count():,} rows refreshed in "
-                        f"{seconds:.2f} s, bare guarded upsert {bare_seconds:.2f} s")  # fmt: skip
+                        f"{seconds:.2f} s, bare guarded upsert {bare_seconds:.2f} s, refresh without attribution "
+                        f"{plain_seconds:.2f} s")  # fmt: skip
                 snapshot[name] = _median_of(conn, "SELECT globalcart.snapshot_kpis('bench')")
+                explain = _median_of(conn, "SELECT * FROM globalcart.explain_kpis('bench_start', 'bench')")
                 log(f"{name} warehouse: snapshot_kpis() in {snapshot[name] * 1000:.1f} ms")
                 if name == "large":
                     kpi_slice = _kpi_slice(conn)
@@ -368,6 +394,7 @@ def run_bench(
                     reload = _full_reload(conn)
             with psycopg.connect(server.dsn("postgres"), autocommit=True) as admin:
                 admin.execute(f"DROP DATABASE bench_bare_{name}")  # (its disk, and its cache, for what follows)
+                admin.execute(f"DROP DATABASE bench_plain_{name}")
         with psycopg.connect(server.dsn("postgres"), autocommit=True) as admin:
             admin.execute("CHECKPOINT")
         freshness: list[Freshness] = []
@@ -388,6 +415,8 @@ def run_bench(
                        kpi_slice, rounds, freshness, freshness_rate, freshness_seconds, peak_rss_mb(),
                        first["large"], notes, *history)  # fmt: skip
         figures.sustained = sustained
+        figures.plain_small, figures.plain_large = plain["small"], plain["large"]
+        figures.explain = explain  # (the large warehouse's, measured last)
         if dbt:
             log("beside dbt: the same delta of orders refreshed, and run through dbt's models")
             try:  # (a figure that cannot be had is said so; the others are still printed)
