@@ -39,6 +39,8 @@ ACTIONS: dict[str, tuple[Callable[[psycopg.Connection], object], set[str]]] = {
         lambda c: c.execute("SELECT * FROM globalcart.explain_kpis((SELECT max(run_id) FROM globalcart.kpi_run_sums))"),
         READERS),
     "write the attribution": (lambda c: c.execute("DELETE FROM globalcart.kpi_attribution"), set()),
+    "the dashboard's reads": (lambda c: c.execute("SELECT globalcart.dashboard_run(1), globalcart.dashboard_runs(5), "
+                                                  "globalcart.dashboard_follow_loop()"), READERS),
     "read pipeline_health": (lambda c: c.execute("SELECT * FROM globalcart.pipeline_health"), {"refresher"} | READERS),
     "read audit tables": (lambda c: c.execute("SELECT * FROM globalcart.audit_fact_orders"), {"auditor"}),
     "kpi_values_as_of()": (lambda c: c.execute("SELECT * FROM globalcart.kpi_values_as_of(now())"), READERS),

@@ -54,18 +54,9 @@ BEGIN
     RETURN;
   END IF;
 
-  -- each cause's change over the runs (lo.last_run_id, hi.last_run_id]: its running total at the
-  -- later bound minus the one at the earlier
-  SELECT array_agg(c.cause ORDER BY c.ord), array_agg(globalcart.kpi_partial_add(h.total, l.total, -1) ORDER BY c.ord)
-    INTO v_causes, v_changes
-    FROM unnest(ARRAY['new_orders', 'order_updates', 'deletes', 'items', 'payments', 'shipments', 'returns', 'funnel',
-                      'reverts']) WITH ORDINALITY AS c(cause, ord)
-    JOIN LATERAL (SELECT a.total FROM globalcart.kpi_attribution a
-                   WHERE a.cause = c.cause AND a.run_id <= v_hi.last_run_id
-                   ORDER BY a.run_id DESC LIMIT 1) AS h ON true
-    LEFT JOIN LATERAL (SELECT a.total FROM globalcart.kpi_attribution a
-                        WHERE a.cause = c.cause AND a.run_id <= v_lo.last_run_id
-                        ORDER BY a.run_id DESC LIMIT 1) AS l ON true;
+  -- each cause's change over the runs (lo.last_run_id, hi.last_run_id]
+  SELECT w.causes, w.changes INTO v_causes, v_changes
+    FROM globalcart.kpi_attribution_window(v_lo.last_run_id, v_hi.last_run_id) AS w;
 
   RETURN QUERY
     SELECT e.kpi,
@@ -78,8 +69,8 @@ $$;
 COMMENT ON FUNCTION globalcart.explain_kpis(text, text) IS
   'Why the KPIs moved between the latest snapshots of two labels: each KPI''s change split by cause, adding up exactly (docs/contract.md §8).';
 
--- For one run: its causes' changes (its rows of globalcart.kpi_attribution minus each cause's row
--- before it), from the partial state it found to the one it left (globalcart.kpi_run_sums). A run
+-- For one run: its causes' changes (globalcart.kpi_attribution_window of it alone), from the
+-- partial state it found to the one it left (globalcart.kpi_run_sums). A run
 -- with no attribution (unknown, failed or skipped, run with 'kpi_attribution' off, or from before
 -- migration 0012) raises GC013.
 CREATE OR REPLACE FUNCTION globalcart.explain_kpis(run_id bigint)
@@ -102,13 +93,8 @@ BEGIN
             HINT = 'A run that failed or was skipped changed nothing; a run with kpi_attribution off, or from before '
                    'migration 0012, recorded none (globalcart.etl_runs lists the runs).';
   END IF;
-  SELECT array_agg(a.cause ORDER BY a.cause), array_agg(globalcart.kpi_partial_add(a.total, p.total, -1) ORDER BY a.cause)
-    INTO v_causes, v_changes
-    FROM globalcart.kpi_attribution a
-    LEFT JOIN LATERAL (SELECT b.total FROM globalcart.kpi_attribution b
-                        WHERE b.cause = a.cause AND b.run_id < a.run_id
-                        ORDER BY b.run_id DESC LIMIT 1) AS p ON true
-   WHERE a.run_id = explain_kpis.run_id;
+  SELECT w.causes, w.changes INTO v_causes, v_changes  -- (the runs after run_id - 1 up to run_id: it alone)
+    FROM globalcart.kpi_attribution_window(explain_kpis.run_id - 1, explain_kpis.run_id) AS w;
   v_before := v_after;
   FOR i IN 1 .. coalesce(array_length(v_changes, 1), 0) LOOP
     v_before := globalcart.kpi_partial_add(v_before, v_changes[i], -1);

@@ -37,7 +37,6 @@ CREATE TABLE globalcart.kpi_attribution (
   total   globalcart.kpi_partial NOT NULL,
   PRIMARY KEY (cause, run_id)
 );
-CREATE INDEX kpi_attribution_run_idx ON globalcart.kpi_attribution (run_id);
 COMMENT ON TABLE globalcart.kpi_attribution IS
   'Per run and cause (docs/contract.md §8): the cause''s change to the KPIs'' partial state over all runs up to this '
   'one (a running total; money in USD at the rates of each run). Written by the refresh and revert_run.';

@@ -103,6 +103,12 @@ BEGIN
   -- why the KPIs moved (docs/contract.md §8), and what it and kpi_values are made of
   GRANT EXECUTE ON FUNCTION globalcart.explain_kpis(text, text) TO globalcart_reader;
   GRANT EXECUTE ON FUNCTION globalcart.explain_kpis(bigint) TO globalcart_reader;
+  GRANT EXECUTE ON FUNCTION globalcart.explain_kpis_since(text) TO globalcart_reader;
+  GRANT EXECUTE ON FUNCTION globalcart.kpi_attribution_window(bigint, bigint) TO globalcart_reader;
+  -- the live dashboard (docs/dashboard.md): the runs, their counts and rejects by reason, no record
+  GRANT EXECUTE ON FUNCTION globalcart.dashboard_runs(integer, bigint) TO globalcart_reader;
+  GRANT EXECUTE ON FUNCTION globalcart.dashboard_run(bigint) TO globalcart_reader;
+  GRANT EXECUTE ON FUNCTION globalcart.dashboard_follow_loop() TO globalcart_reader;
   GRANT EXECUTE ON FUNCTION globalcart.kpi_explain(globalcart.kpi_partial, globalcart.kpi_partial, text[],
                                                    globalcart.kpi_partial[]) TO globalcart_reader;
   GRANT EXECUTE ON FUNCTION globalcart.kpi_sums(timestamptz, timestamptz, char, text) TO globalcart_reader;
