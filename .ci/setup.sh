@@ -9,7 +9,9 @@
 #   - python3-venv where the interpreter lacks it;
 #   - .venv with this package and its dev extras (reinstalled only when pyproject.toml changes);
 #   - .venv-dbt with dbt-core and dbt-postgres 1.11, for the bench's comparison with dbt (a venv
-#     of its own: dbt pins versions of its own); GLOBALCART_NO_DBT=1 skips it.
+#     of its own: dbt pins versions of its own); GLOBALCART_NO_DBT=1 skips it;
+#   - Debian's chromium, the real browser the dashboard's test drives headless through Playwright
+#     (Playwright's own browser download is not used) — as root; otherwise it says what to install.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -45,6 +47,14 @@ missing=()
 [ -f "/usr/lib/postgresql/$major/lib/pg_cron.so" ] || missing+=("postgresql-$major-cron")
 [ -f "/usr/lib/postgresql/$major/lib/plpgsql_check.so" ] || missing+=("postgresql-$major-plpgsql-check")
 [ "${#missing[@]}" -eq 0 ] || apt_install "${missing[@]}"
+chromium_note=""
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    apt_install chromium
+  else
+    chromium_note=" (no chromium: sudo apt-get install chromium, for the dashboard's browser test)"
+  fi
+fi
 
 citus_note=""
 if [ ! -f "/usr/lib/postgresql/$major/lib/citus.so" ]; then
@@ -103,4 +113,6 @@ citus_have=""
 [ -f "/usr/lib/postgresql/$major/lib/citus.so" ] && citus_have=", Citus"
 dbt_have=""
 [ -x .venv-dbt/bin/dbt ] && dbt_have=", .venv-dbt"
-say "ready: PostgreSQL $major with pg_cron and plpgsql_check$citus_have, .venv$dbt_have$citus_note$dbt_note"
+chromium_have=""
+[ -x /usr/bin/chromium ] && chromium_have=", chromium"
+say "ready: PostgreSQL $major with pg_cron and plpgsql_check$citus_have, .venv$dbt_have$chromium_have$citus_note$dbt_note$chromium_note"

@@ -41,7 +41,9 @@ def test_demo_runs_end_to_end_and_the_kpis_move(dsn):
     assert output.format_summary(run, sources) in out
     # it ends with why the KPIs moved: each that moved, with its causes from the recorded runs
     out, why = out.split("== Why they moved", 1)
+    why, live = why.split("== Watch it live in the browser", 1)
     assert why.rstrip().endswith(output.format_explanation(explained, 3))
+    assert "globalcart dashboard --dsn" in live  # (the one command that opens the dashboard on it)
     assert {"new_orders", "returns"} <= {row[4] for row in explained}
     assert "outside_refresh" not in {row[4] for row in explained}
     assert out.rstrip().endswith(output.format_comparison(comparison, "before", "after"))

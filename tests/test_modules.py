@@ -11,7 +11,7 @@ from helpers import ROOT
 DRIVER = ROOT / "driver"
 
 # The rooms, lowest first: a module may import from its own room and from the rooms below it.
-ROOMS = ["core", "servers", "simulation", "feeds", "scale", "bench", "commands"]
+ROOMS = ["core", "servers", "simulation", "feeds", "scale", "bench", "dashboard", "commands"]
 RANK = {"core": 0, "servers": 1, "simulation": 2, "feeds": 3, "scale": 3, "bench": 4, "commands": 5}
 
 

@@ -4,7 +4,7 @@ The driver holds no refresh logic: it applies the SQL, calls the database's func
 prints what they return. Every failure is one line on stderr and a non-zero exit. Each command
 group is a module of this package that registers its own commands (``register``): the pipeline
 (migrate, refresh, health, seed, simulate), the KPIs, history, operations (schedule, roles, the
-local server), the demo, sources (the OLTP source, CDC, Citus) and the benchmark.
+local server), the demo, the dashboard, sources (the OLTP source, CDC, Citus) and the benchmark.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import sys
 
 import psycopg
 
-from driver.commands import bench, demo, history, kpis, operations, pipeline, sources
+from driver.commands import bench, dashboard, demo, history, kpis, operations, pipeline, sources
 from driver.core.errors import DriverError, connection_lost, describe_sql_error, first_line
 from driver.servers.embedded import EmbeddedServerError
 
-GROUPS = (pipeline, kpis, history, operations, demo, sources, bench)
+GROUPS = (pipeline, kpis, history, operations, demo, dashboard, sources, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -50,6 +50,14 @@ def count(text: str) -> int:
     return _whole(text, 0, "is negative: give 0 or more")
 
 
+def port_number(text: str) -> int:
+    """A TCP port, 1 to 65535."""
+    value = _whole(text, 1, "is not a port: give 1 to 65535")
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port: give 1 to 65535")
+    return value
+
+
 def positive(text: str) -> int:
     """A whole number, 1 or more."""
     return _whole(text, 1, "is not positive: give 1 or more")

@@ -100,6 +100,10 @@ def run_demo(args: argparse.Namespace) -> int:
         rows = conn.execute("SELECT * FROM globalcart.compare_kpis('before', 'after')").fetchall()
         print(output.format_comparison(rows, "before", "after"))
         _print_why(conn)
+    print("== Watch it live in the browser (docs/dashboard.md):")
+    own = not (args.dsn or os.environ.get("DATABASE_URL"))
+    print("   .venv/bin/globalcart dashboard" + ("" if own else " --dsn <this database's URL>")
+          + "    # then open http://127.0.0.1:8360/")
     return 0
 
 
