@@ -210,6 +210,7 @@ def test_the_page_in_a_real_browser(served, conn):
         page.click("button[type=submit]")
         page.wait_for_function("document.querySelector(\".tile[data-kpi='orders']\").dataset.value === '2'")
         assert tiles() == kpi_values(conn, "DE")
+        page.wait_for_function("window.gcCharts.orders.data[1].reduce((a, b) => a + (b || 0), 0) === 2")
         assert drawn()["orders"][0] == 2 != everywhere["orders"][0]
 
         # a refresh lands: the tiles move within 5 s, no reload

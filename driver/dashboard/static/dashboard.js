@@ -6,6 +6,7 @@ const POLL_MS = 3000;
 const CHARTS = ["gmv_usd", "orders", "return_rate", "conversion_rate", "sla_breach_rate"];
 const charts = {};
 window.gcCharts = charts;  // (the browser test looks at what each one drew)
+let generation = 0;  // bumped when the filters change: an answer asked with the old ones is dropped
 
 function query() {
   const params = new URLSearchParams();
@@ -35,8 +36,9 @@ function tile(k) {
   return box;
 }
 
-async function loadKpis(params) {
+async function loadKpis(params, gen) {
   const data = await getJSON("/api/kpis?" + params);
+  if (gen !== generation) return;
   document.getElementById("tiles").replaceChildren(...data.kpis.map(tile));
   return data;
 }
@@ -58,13 +60,15 @@ function drawChart(name, days, values) {
   }, data, target);
 }
 
-async function loadDaily(params) {
+async function loadDaily(params, gen) {
   const data = await getJSON("/api/daily?" + params);
+  if (gen !== generation) return;
   for (const name of CHARTS) drawChart(name, data.series.day, data.series[name]);
 }
 
-async function loadHealth() {
+async function loadHealth(gen) {
   const data = await getJSON("/api/health");
+  if (gen !== generation) return;
   const badge = document.getElementById("health-status");
   badge.textContent = data.status;
   badge.className = "badge " + data.status;
@@ -76,8 +80,9 @@ async function loadHealth() {
     s.rejected_24h, s.feed_problem || s.last_error || ""]));
 }
 
-async function loadRuns() {
+async function loadRuns(gen) {
   const data = await getJSON("/api/runs?limit=10");
+  if (gen !== generation) return;
   fill(document.querySelector("#runs tbody"), data.runs.map((r) => {
     const link = el("a", r.run_id);
     link.href = "/runs/" + encodeURIComponent(r.run_id);
@@ -89,9 +94,11 @@ async function loadRuns() {
 
 async function refresh() {
   const params = query();
+  const gen = generation;
   const status = document.getElementById("status");
   try {
-    await Promise.all([loadKpis(params), loadDaily(params), loadHealth(), loadRuns()]);
+    await Promise.all([loadKpis(params, gen), loadDaily(params, gen), loadHealth(gen), loadRuns(gen)]);
+    if (gen !== generation) return;
     status.textContent = "updated " + new Date().toLocaleTimeString("en-GB") + " · every " + POLL_MS / 1000 + " s";
     status.classList.remove("error");
   } catch (error) {
@@ -102,6 +109,7 @@ async function refresh() {
 
 document.getElementById("filters").addEventListener("submit", (event) => {
   event.preventDefault();
+  generation += 1;
   history.replaceState(null, "", "?" + query());
   refresh();
 });
