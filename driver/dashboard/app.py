@@ -130,8 +130,10 @@ class Warehouse:
         """The rows of one query, as dicts, read as globalcart_reader; a failed connection is dropped."""
         conn = self._connection()
         try:
-            # every read with globalcart_reader's rights alone, whatever else the login may do
+            # every read with globalcart_reader's rights alone, whatever else the login may do, and
+            # bounded: a read stuck behind a lock or a slow plan frees its thread after 10 s
             conn.execute("SET LOCAL ROLE globalcart_reader")
+            conn.execute("SET LOCAL statement_timeout = '10s'")
             rows = conn.execute(sql, params).fetchall()
             conn.rollback()
         except BaseException:
