@@ -306,3 +306,18 @@ def test_retention_purges_the_attribution_no_window_can_reach(conn):
     assert scalar(conn, "SELECT count(*) FROM globalcart.kpi_run_sums") == 1
     assert explain(conn, "before", "after") == kept_window and explain(conn, last_run(conn)) == kept_run
     assert kept_window["orders"]["causes"] == {"new_orders": 1}
+
+
+def test_snapshots_taken_before_any_run(conn):
+    """A snapshot that saw no run bounds its window all the same: runs after it are not in a window that ends there."""
+    scalar(conn, "SELECT globalcart.snapshot_kpis('empty')")
+    scalar(conn, "SELECT globalcart.snapshot_kpis('still empty')")
+    two_delivered_orders(conn)
+    scalar(conn, "SELECT globalcart.snapshot_kpis('two')")
+    assert explain(conn, "empty", "still empty") == {}
+    window = explain(conn, "still empty", "two")
+    assert_adds_up(window, "from before any run")
+    assert window["orders"]["causes"] == {"new_orders": 2} and causes_of(window) == {"new_orders"}
+    since = fetch(conn, "SELECT kpi, cause, contribution FROM globalcart.explain_kpis_since('empty') "
+                        "WHERE kpi = 'orders'")
+    assert since == [("orders", "new_orders", 2)]

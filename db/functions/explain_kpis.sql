@@ -54,9 +54,10 @@ BEGIN
     RETURN;
   END IF;
 
-  -- each cause's change over the runs (lo.last_run_id, hi.last_run_id]
+  -- each cause's change over the runs (lo.last_run_id, hi.last_run_id] (a snapshot taken before any
+  -- run saw none: 0, run ids start at 1)
   SELECT w.causes, w.changes INTO v_causes, v_changes
-    FROM globalcart.kpi_attribution_window(v_lo.last_run_id, v_hi.last_run_id) AS w;
+    FROM globalcart.kpi_attribution_window(coalesce(v_lo.last_run_id, 0), coalesce(v_hi.last_run_id, 0)) AS w;
 
   RETURN QUERY
     SELECT e.kpi,

@@ -35,7 +35,7 @@ BEGIN
     RETURN;
   END IF;
   SELECT w.causes, w.changes INTO v_causes, v_changes
-    FROM globalcart.kpi_attribution_window(v_lo.last_run_id, NULL) AS w;
+    FROM globalcart.kpi_attribution_window(coalesce(v_lo.last_run_id, 0), NULL) AS w;
   RETURN QUERY SELECT * FROM globalcart.kpi_explain(v_lo.sums, v_now, v_causes, v_changes);
 END;
 $$;

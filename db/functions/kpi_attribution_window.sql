@@ -1,7 +1,7 @@
 -- globalcart.kpi_attribution_window(after_run, upto_run): each cause's change to the KPIs' partial
 -- state over the runs after `after_run` and up to `upto_run` (NULL: no bound on that side), from the
 -- running totals of globalcart.kpi_attribution — two index lookups a cause, whatever the number of
--- runs: its total at the later bound minus the one at the earlier. Causes in the contract's order
+-- runs: its total at the later bound minus the one at the earlier (NULL after_run: from the first run). Causes in the contract's order
 -- (docs/contract.md §8); one that did not change in the window is left out. Used by explain_kpis
 -- and explain_kpis_since.
 CREATE OR REPLACE FUNCTION globalcart.kpi_attribution_window(p_after_run bigint, p_upto_run bigint,
