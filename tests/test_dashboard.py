@@ -77,6 +77,11 @@ def test_daily_health_and_runs_equal_what_the_database_says(dsn, conn):
     assert [d for d in daily["day"] if d in set(days)] == days
     orders_by_day = dict(zip(daily["day"], daily["orders"], strict=True))
     assert all(orders_by_day[day.isoformat()] == n for day, n, _ in expected)
+    rates = fetch(conn, "SELECT day, sum(returned_orders)::numeric / nullif(sum(delivered_orders), 0) "
+                        "FROM globalcart.kpi_daily GROUP BY day")  # fmt: skip
+    return_rate = dict(zip(daily["day"], daily["return_rate"], strict=True))
+    assert all(return_rate[d.isoformat()] == (None if r is None else float(r)) for d, r in rates)
+    assert any(r is not None for _, r in rates)
     de = client.get("/api/daily", params={"country": "DE"}).json()["series"]
     assert sum(de["orders"]) == 2 and all(c is None for c in de["conversion_rate"])
     health = client.get("/api/health").json()

@@ -206,10 +206,11 @@ def daily(db: Warehouse, slice_: dict[str, Any], days: int) -> dict[str, Any]:
                 AND %(country)s::text IS NULL AND (%(channel)s::text IS NULL OR s.channel = %(channel)s)
               GROUP BY s.session_day)
          SELECT coalesce(o.day, f.day) AS day, coalesce(o.orders, 0) AS orders, coalesce(o.gmv_usd, 0) AS gmv_usd,
-                o.returned::numeric / nullif(o.delivered, 0) AS return_rate,
-                o.breached::numeric / nullif(o.shipped, 0) AS sla_breach_rate,
-                f.purchased::numeric / nullif(f.sessions, 0) AS conversion_rate
+                r.return_rate, r.sla_breach_rate, f.purchased::numeric / nullif(f.sessions, 0) AS conversion_rate
            FROM o FULL JOIN f ON f.day = o.day
+           -- (the ratios by the project's one rule of them)
+           LEFT JOIN LATERAL globalcart.kpi_order_ratios(o.orders::bigint, 0, o.returned::bigint, o.delivered::bigint,
+                                                         o.shipped::bigint, o.breached::bigint, 0, 0) AS r ON true
           ORDER BY 1""",
         params,
     )
