@@ -10,10 +10,10 @@ and uPlot's, from this package: no network beyond the app) and the JSON it reads
 - ``/api/health`` — globalcart.pipeline_health per source and the follow loop's heartbeat;
 - ``/api/runs?limit`` and ``/api/runs/<id>`` — globalcart.dashboard_runs / dashboard_run.
 
-Only GET; each read runs in a read-only transaction as ``globalcart_reader`` (SET LOCAL ROLE: the
-login must be a member; it can do nothing else there), on one of a few kept connections. A bad
-parameter is a 400 with a one-line message; numbers of the KPIs are exact decimal strings, those of
-the charts plain numbers.
+Only GET; the reads of one answer run in one read-only transaction (one state of the warehouse) as
+``globalcart_reader`` (SET LOCAL ROLE: the login must be a member; it can do nothing else there), on
+one of a few kept connections. A bad parameter is a 400 with a one-line message; numbers of the
+KPIs are exact decimal strings, those of the charts plain numbers.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from __future__ import annotations
 import json
 import queue
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -122,19 +124,23 @@ class Warehouse:
                 # jsonb numbers stay exact decimals (sent on as strings, like the KPIs)
                 set_json_loads(lambda text: json.loads(text, parse_float=Decimal), conn)
                 conn.read_only = True
+                # several reads of one request see one state of the warehouse (Warehouse.snapshot)
+                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
                 return conn
             if not conn.closed:
                 return conn
 
-    def read(self, sql: str, params: tuple | dict = ()) -> list[dict[str, Any]]:
-        """The rows of one query, as dicts, read as globalcart_reader; a failed connection is dropped."""
+    @contextmanager
+    def snapshot(self) -> Iterator[Callable[..., list[dict[str, Any]]]]:
+        """One read-only transaction as globalcart_reader, whose queries all see the same state of the
+        warehouse: yields ``query(sql, params)`` -> its rows as dicts. A failed connection is dropped."""
         conn = self._connection()
         try:
             # every read with globalcart_reader's rights alone, whatever else the login may do, and
             # bounded: a read stuck behind a lock or a slow plan frees its thread after 10 s
             conn.execute("SET LOCAL ROLE globalcart_reader")
             conn.execute("SET LOCAL statement_timeout = '10s'")
-            rows = conn.execute(sql, params).fetchall()
+            yield lambda sql, params=(): conn.execute(sql, params).fetchall()
             conn.rollback()
         except BaseException:
             conn.close()
@@ -143,37 +149,38 @@ class Warehouse:
             self._idle.put(conn)
         else:
             conn.close()
-        return rows
+
+    def read(self, sql: str, params: tuple | dict = ()) -> list[dict[str, Any]]:
+        """The rows of one query, as dicts (one snapshot of its own)."""
+        with self.snapshot() as query:
+            return query(sql, params)
 
 
 def kpis(db: Warehouse, slice_: dict[str, Any], since: str | None) -> dict[str, Any]:
     """The KPIs of a slice; for the whole warehouse, their change since a snapshot and its causes."""
-    rows = db.read("SELECT kpi_order, kpi_name, kpi_value FROM globalcart.kpi_values(%(from)s, %(to)s, %(country)s, "
-                   "%(channel)s) ORDER BY kpi_order", slice_)  # fmt: skip
     whole = all(v is None for v in slice_.values())
     label = since if since is not None else "before"
     snapshot = None
-    causes: dict[str, list] = {}
-    before: dict[str, Any] = {}
-    if whole:
-        found = db.read("SELECT max(snapshot_id) AS id, max(taken_at) AS taken_at FROM globalcart.kpi_snapshots "
-                        "WHERE label = %s", (label,))  # fmt: skip
-        if found and found[0]["id"] is not None:
-            snapshot = {"label": label, "taken_at": found[0]["taken_at"]}
-            before = {r["kpi_name"]: r["kpi_value"] for r in db.read(
-                "SELECT kpi_name, kpi_value FROM globalcart.kpi_snapshots WHERE snapshot_id = %s", (found[0]["id"],))}
-            for r in db.read("SELECT kpi, cause, contribution FROM globalcart.explain_kpis_since(%s)", (label,)):
-                causes.setdefault(r["kpi"], []).append([r["cause"], r["contribution"]])
-        elif since is not None:
-            raise BadRequest(f"since: no snapshot labelled {since!r}")
+    moved: dict[str, dict[str, Any]] = {}  # the KPIs that moved since the snapshot: before, change, causes
+    with db.snapshot() as query:  # (the values, the changes and their causes of one state)
+        rows = query("SELECT kpi_order, kpi_name, kpi_value FROM globalcart.kpi_values(%(from)s, %(to)s, %(country)s, "
+                     "%(channel)s) ORDER BY kpi_order", slice_)  # fmt: skip
+        if whole:
+            found = query("SELECT max(taken_at) AS taken_at FROM globalcart.kpi_snapshots WHERE label = %s", (label,))
+            if found[0]["taken_at"] is not None:
+                snapshot = {"label": label, "taken_at": found[0]["taken_at"]}
+                for r in query("SELECT kpi, before, change, cause, contribution FROM globalcart.explain_kpis_since(%s)",
+                               (label,)):  # fmt: skip
+                    entry = moved.setdefault(r["kpi"], {"before": r["before"], "change": r["change"], "causes": []})
+                    entry["causes"].append([r["cause"], r["contribution"]])
+    if whole and snapshot is None and since is not None:
+        raise BadRequest(f"since: no snapshot labelled {since!r}")
     out = []
     for r in rows:
         entry: dict[str, Any] = {"order": r["kpi_order"], "name": r["kpi_name"], "value": r["kpi_value"]}
-        if snapshot is not None:
-            was = before.get(r["kpi_name"])
-            entry["before"] = was
-            entry["change"] = None if was is None or r["kpi_value"] is None else r["kpi_value"] - was
-            entry["causes"] = causes.get(r["kpi_name"], [])
+        if snapshot is not None:  # (a KPI that did not move: as it was, no cause)
+            entry |= moved.get(r["kpi_name"]) or {
+                "before": r["kpi_value"], "change": None if r["kpi_value"] is None else Decimal(0), "causes": []}
         out.append(entry)
     return {"slice": slice_, "since": snapshot, "kpis": out}
 
@@ -225,16 +232,12 @@ def daily(db: Warehouse, slice_: dict[str, Any], days: int) -> dict[str, Any]:
 
 def health(db: Warehouse) -> dict[str, Any]:
     """pipeline_health per source, the worst state of them, and the follow loop's heartbeat."""
-    sources = db.read("SELECT * FROM globalcart.pipeline_health ORDER BY source_name")
+    with db.snapshot() as query:
+        sources = query("SELECT * FROM globalcart.pipeline_health ORDER BY source_name")
+        loop = query("SELECT * FROM globalcart.dashboard_follow_loop()")  # (the follow loop's heartbeat)
     return {"sources": sources, "status": "failing" if any(s["status"] == "failing" for s in sources) else
             "lagging" if any(s["status"] == "lagging" for s in sources) else "ok",
-            "follow_loop": _follow_loop(db)}  # fmt: skip
-
-
-def _follow_loop(db: Warehouse) -> dict[str, Any]:
-    """The follow loop's heartbeat (globalcart.dashboard_follow_loop)."""
-    rows = db.read("SELECT * FROM globalcart.dashboard_follow_loop()")
-    return rows[0] if rows else {"started_at": None, "beat_at": None, "alive": False}
+            "follow_loop": loop[0] if loop else {"started_at": None, "beat_at": None, "alive": False}}  # fmt: skip
 
 
 def create_app(dsn: str) -> Starlette:
