@@ -21,6 +21,7 @@ DECLARE
   v_claimed bigint; v_rejected bigint; v_winners bigint; v_duplicate bigint; v_stale bigint;
   v_moved bigint; v_orphans bigint; v_deferred bigint; v_inserted bigint;
   v_applied_max timestamptz; v_inferred bigint;
+  v_ids bigint[];  -- the batch's products (for the inferred members)
 BEGIN
   SELECT count(*) INTO v_claimed FROM pg_temp.gc_claim_order_items;
   IF v_claimed = 0 THEN
@@ -69,11 +70,10 @@ BEGIN
   ), winners AS (
     INSERT INTO globalcart.work_order_items
            (order_item_id, order_id, product_id, quantity, unit_price, discount_amount, line_amount,
-            updated_at, stg_id, ingested_at, deferrals, deleted, order_ts)
+            updated_at, stg_id, ingested_at, deferrals, deleted)
     SELECT r.order_item_id, r.order_id, r.product_id, r.quantity, r.unit_price, r.discount_amount,
-           r.line_amount, r.updated_at, r.stg_id, r.ingested_at, r.deferrals, r.deleted,
-           s.order_ts  -- its order's partition, from the order directory (NULL: not stored)
-    FROM ranked r LEFT JOIN globalcart.kpi_order_state s ON s.order_id = r.order_id
+           r.line_amount, r.updated_at, r.stg_id, r.ingested_at, r.deferrals, r.deleted
+    FROM ranked r
     WHERE r.rn = 1
     RETURNING 1
   )
@@ -87,7 +87,8 @@ BEGIN
   SELECT h.moved, h.orphans, h.deferred, h.new_keys INTO v_moved, v_orphans, v_deferred, v_inserted
     FROM globalcart.place_child_rows('order_items', p_run_id, p_orphan_cutoff) AS h;
 
-  v_inferred := globalcart.add_inferred_products(ARRAY(SELECT w.product_id FROM globalcart.work_order_items w), p_now);
+  SELECT coalesce(array_agg(w.product_id), '{}') INTO v_ids FROM globalcart.work_order_items w;
+  v_inferred := globalcart.add_inferred_products(v_ids, p_now);
 
   WITH upserted AS (
     INSERT INTO globalcart.fact_order_items AS t

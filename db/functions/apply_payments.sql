@@ -65,11 +65,10 @@ BEGIN
   ), winners AS (
     INSERT INTO globalcart.work_payments
            (payment_id, order_id, payment_ts, payment_method, payment_status, amount, currency, updated_at,
-            stg_id, ingested_at, deferrals, deleted, order_ts)
+            stg_id, ingested_at, deferrals, deleted)
     SELECT r.payment_id, r.order_id, r.payment_ts, r.payment_method, r.payment_status, r.amount,
-           r.currency, r.updated_at, r.stg_id, r.ingested_at, r.deferrals, r.deleted,
-           s.order_ts  -- its order's partition, from the order directory (NULL: not stored)
-    FROM ranked r LEFT JOIN globalcart.kpi_order_state s ON s.order_id = r.order_id
+           r.currency, r.updated_at, r.stg_id, r.ingested_at, r.deferrals, r.deleted
+    FROM ranked r
     WHERE r.rn = 1
     RETURNING 1
   )

@@ -64,11 +64,10 @@ BEGIN
   ), winners AS (
     INSERT INTO globalcart.work_returns
            (return_id, order_id, order_item_id, return_ts, reason, refund_amount, return_status, updated_at,
-            stg_id, ingested_at, deferrals, deleted, order_ts)
+            stg_id, ingested_at, deferrals, deleted)
     SELECT r.return_id, r.order_id, r.order_item_id, r.return_ts, r.reason, r.refund_amount,
-           r.return_status, r.updated_at, r.stg_id, r.ingested_at, r.deferrals, r.deleted,
-           s.order_ts  -- its order's partition, from the order directory (NULL: not stored)
-    FROM ranked r LEFT JOIN globalcart.kpi_order_state s ON s.order_id = r.order_id
+           r.return_status, r.updated_at, r.stg_id, r.ingested_at, r.deferrals, r.deleted
+    FROM ranked r
     WHERE r.rn = 1
     RETURNING 1
   )

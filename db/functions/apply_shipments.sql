@@ -64,11 +64,10 @@ BEGIN
   ), winners AS (
     INSERT INTO globalcart.work_shipments
            (shipment_id, order_id, carrier, shipped_ts, promised_ts, delivered_ts, shipment_status,
-            sla_breached_flag, updated_at, stg_id, ingested_at, deferrals, deleted, order_ts)
+            sla_breached_flag, updated_at, stg_id, ingested_at, deferrals, deleted)
     SELECT r.shipment_id, r.order_id, r.carrier, r.shipped_ts, r.promised_ts, r.delivered_ts,
-           r.shipment_status, r.sla_breached_flag, r.updated_at, r.stg_id, r.ingested_at, r.deferrals, r.deleted,
-           s.order_ts  -- its order's partition, from the order directory (NULL: not stored)
-    FROM ranked r LEFT JOIN globalcart.kpi_order_state s ON s.order_id = r.order_id
+           r.shipment_status, r.sla_breached_flag, r.updated_at, r.stg_id, r.ingested_at, r.deferrals, r.deleted
+    FROM ranked r
     WHERE r.rn = 1
     RETURNING 1
   )

@@ -176,37 +176,39 @@ BEGIN
   ELSE
     -- the funnel is append-only: a session's new state is its old one (read once) merged with the
     -- events this batch appended (globalcart.work_funnel_events holds exactly those) — no event
-    -- read back. First event, flags and greatest cart value all merge. (Plain columns only: on
-    -- Citus this join runs on the workers, which know no type of the coordinator's own tables.)
+    -- read back. First event, flags and greatest cart value all merge. Two statements: the batch's
+    -- sessions first (each one's first event and, over all its events, the flags: one sort of the
+    -- batch), then their old state merged in by session_id — so that on Citus, where the work
+    -- table is distributed and the state is the coordinator's own, the batch comes to the state and
+    -- not the whole state to the batch.
     INSERT INTO pg_temp.gc_kpi_session_moves
-           (session_id, had_old, old_first_event_ts, old_channel, old_purchased, old_carted, old_payment_failed,
-            old_max_cart_value_usd, has_new, first_event_ts, first_event_id, channel, purchased, carted,
-            payment_failed, max_cart_value_usd)
-    SELECT b.session_id, b.old_first_event_ts IS NOT NULL, b.old_first_event_ts, b.old_channel, b.old_purchased,
-           b.old_carted, b.old_payment_failed, b.old_max_cart_value_usd, true,
-           CASE WHEN b.is_first THEN b.first_event_ts ELSE b.old_first_event_ts END,
-           CASE WHEN b.is_first THEN b.first_event_id ELSE b.old_first_event_id END,
-           CASE WHEN b.is_first THEN b.channel ELSE b.old_channel END,
-           coalesce(b.old_purchased, false) OR b.purchased,
-           coalesce(b.old_carted, false) OR b.carted,
-           coalesce(b.old_payment_failed, false) OR b.payment_failed,
-           greatest(b.old_max_cart_value_usd, b.max_cart_value_usd)
-      FROM (SELECT b.*, o.first_event_ts AS old_first_event_ts, o.first_event_id AS old_first_event_id,
-                   o.channel AS old_channel, o.purchased AS old_purchased, o.carted AS old_carted,
-                   o.payment_failed AS old_payment_failed, o.max_cart_value_usd AS old_max_cart_value_usd,
-                   o.session_id IS NULL OR (b.first_event_ts, b.first_event_id) < (o.first_event_ts, o.first_event_id)
-                     AS is_first  -- the batch holds the session's first event
-              -- (each session's first event and, over all its events, the flags: one sort of the batch)
-              FROM (SELECT DISTINCT ON (w.session_id) w.session_id,
-                           w.event_ts AS first_event_ts, w.event_id AS first_event_id, w.channel,
-                           bool_or(w.event_type = 'PURCHASE') OVER s AS purchased,
-                           bool_or(w.event_type = 'ADD_TO_CART') OVER s AS carted,
-                           bool_or(w.event_type = 'PAYMENT_FAILED') OVER s AS payment_failed,
-                           max(w.cart_value_usd) OVER s AS max_cart_value_usd
-                      FROM globalcart.work_funnel_events w
-                    WINDOW s AS (PARTITION BY w.session_id)
-                     ORDER BY w.session_id, w.event_ts, w.event_id) AS b
-              LEFT JOIN globalcart.kpi_session_state o ON o.session_id = b.session_id) AS b;
+           (session_id, has_new, first_event_ts, first_event_id, channel, purchased, carted, payment_failed,
+            max_cart_value_usd)
+    SELECT DISTINCT ON (w.session_id) w.session_id, true, w.event_ts, w.event_id, w.channel,
+           bool_or(w.event_type = 'PURCHASE') OVER s,
+           bool_or(w.event_type = 'ADD_TO_CART') OVER s,
+           bool_or(w.event_type = 'PAYMENT_FAILED') OVER s,
+           max(w.cart_value_usd) OVER s
+      FROM globalcart.work_funnel_events w
+    WINDOW s AS (PARTITION BY w.session_id)
+     ORDER BY w.session_id, w.event_ts, w.event_id;
+    ANALYZE pg_temp.gc_kpi_session_moves;  -- (its size, for the join below)
+    UPDATE pg_temp.gc_kpi_session_moves m
+       SET had_old = true, old_first_event_ts = o.first_event_ts, old_channel = o.channel, old_purchased = o.purchased,
+           old_carted = o.carted, old_payment_failed = o.payment_failed, old_max_cart_value_usd = o.max_cart_value_usd,
+           -- (SET reads the row as it was: m's are the batch's own values) the first event: the
+           -- batch's if it is earlier than the stored one
+           first_event_ts = CASE WHEN (m.first_event_ts, m.first_event_id) < (o.first_event_ts, o.first_event_id)
+                                 THEN m.first_event_ts ELSE o.first_event_ts END,
+           first_event_id = CASE WHEN (m.first_event_ts, m.first_event_id) < (o.first_event_ts, o.first_event_id)
+                                 THEN m.first_event_id ELSE o.first_event_id END,
+           channel = CASE WHEN (m.first_event_ts, m.first_event_id) < (o.first_event_ts, o.first_event_id)
+                          THEN m.channel ELSE o.channel END,
+           purchased = o.purchased OR m.purchased, carted = o.carted OR m.carted,
+           payment_failed = o.payment_failed OR m.payment_failed,
+           max_cart_value_usd = greatest(o.max_cart_value_usd, m.max_cart_value_usd)
+      FROM globalcart.kpi_session_state o
+     WHERE o.session_id = m.session_id;
   END IF;
 
   WITH moves AS (

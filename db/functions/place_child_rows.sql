@@ -3,9 +3,12 @@
 -- payments, shipments, returns) share, run by their apply_<source>() after dedup, on
 -- globalcart.work_<source>:
 --   1. each row has its order's order_ts (the row's partition, docs/contract.md §1), from the order
---      directory (globalcart.kpi_order_state, which apply_orders keeps; apply_<source> wrote it
---      with the row); an order the directory does not know and whose id is not above every stored
---      one (written outside the refresh) is looked up in every month;
+--      directory (globalcart.kpi_order_state, which apply_orders keeps): one UPDATE of the work
+--      table joined with the directory by order_id — on Citus both are distributed by it and
+--      colocated, so the join runs on each shard (joined in apply_<source>'s INSERT from its
+--      temporary claim table instead, Citus pulled the whole directory to the coordinator); an
+--      order the directory does not know and whose id is not above every stored one (written
+--      outside the refresh) is looked up in every month;
 --   2. a row whose key is stored under another order is rejected 'order_id_changed'
 --      (an item, payment, shipment or return never moves to another order): the key is looked up
 --      beside its order, in that order's partition, and only a key not found there and not above
@@ -47,9 +50,13 @@ BEGIN
                  v_source.key_column, v_source.fact_table)
     INTO v_max_key;
 
-  -- each row's order: its order_ts is the row's partition; no order, no order_ts. The directory's
-  -- came with the row (apply_<source> wrote it into the work table); an order it does not know
-  -- and not above every stored one is looked up in every month
+  -- each row's order: its order_ts is the row's partition; no order, no order_ts. First the
+  -- directory's; an order it does not know and not above every stored one is looked up in every month
+  EXECUTE format($sql$
+    UPDATE globalcart.%1$I w SET order_ts = s.order_ts
+      FROM globalcart.kpi_order_state s
+     WHERE s.order_id = w.order_id
+    $sql$, 'work_' || p_source);
   EXECUTE format($sql$
     SELECT array_agg(DISTINCT w.order_id) FROM globalcart.%1$I w
      WHERE w.order_ts IS NULL AND w.order_id <= globalcart.bulk_bound((SELECT max(o.order_id) FROM globalcart.fact_orders o))
