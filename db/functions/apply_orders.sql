@@ -32,6 +32,7 @@ DECLARE
   v_months timestamptz[];
   v_max_stored bigint;   -- the greatest order_id stored: a greater one cannot be
   v_unknown bigint[];    -- ids the directory does not know, not above it
+  v_ids bigint[];       -- the batch's customers (for the inferred members)
   v_currencies text[] := ARRAY(SELECT c.currency_code::text FROM globalcart.dim_currency c);
 BEGIN
   SELECT count(*) INTO v_claimed FROM pg_temp.gc_claim_orders;
@@ -107,11 +108,12 @@ BEGIN
 
   -- Where each order is stored (its partition): the directory, then, for an id it does not know
   -- that is not above every stored one, every month (a list of ids: each looked up once).
-  v_max_stored := globalcart.bulk_bound((SELECT max(f.order_id) FROM globalcart.fact_orders f));
+  SELECT globalcart.bulk_bound(max(f.order_id)) INTO v_max_stored FROM globalcart.fact_orders f;
   UPDATE globalcart.work_orders w SET stored_ts = s.order_ts
     FROM globalcart.kpi_order_state s
    WHERE s.order_id = w.order_id AND w.order_id <= v_max_stored;
-  v_unknown := ARRAY(SELECT w.order_id FROM globalcart.work_orders w WHERE w.stored_ts IS NULL AND w.order_id <= v_max_stored);
+  SELECT coalesce(array_agg(w.order_id), '{}') INTO v_unknown
+    FROM globalcart.work_orders w WHERE w.stored_ts IS NULL AND w.order_id <= v_max_stored;
   IF cardinality(v_unknown) > 0 THEN
     EXECUTE 'UPDATE globalcart.work_orders w SET stored_ts = f.order_ts
                FROM (SELECT f.order_id, f.order_ts FROM globalcart.fact_orders f WHERE f.order_id = ANY ($1)) AS f
@@ -135,7 +137,8 @@ BEGIN
   SELECT p_run_id, 'orders', 'invalid_status_transition', to_jsonb(b) - 'backwards' FROM removed b WHERE b.backwards;
   GET DIAGNOSTICS v_backwards = ROW_COUNT;
 
-  v_inferred := globalcart.add_inferred_customers(ARRAY(SELECT w.customer_id FROM globalcart.work_orders w), p_now);
+  SELECT coalesce(array_agg(w.customer_id), '{}') INTO v_ids FROM globalcart.work_orders w;
+  v_inferred := globalcart.add_inferred_customers(v_ids, p_now);
 
   -- Each month of the batch has its partition, in fact_orders and in its children's tables.
   SELECT ARRAY(SELECT DISTINCT date_trunc('month', w.order_ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'

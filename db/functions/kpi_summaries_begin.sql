@@ -15,8 +15,9 @@ AS $$
 DECLARE
   v_bound bigint;  -- the greatest order id stored (globalcart.bulk_bound): a greater one is fresh
 BEGIN
-  v_bound := globalcart.bulk_bound(greatest((SELECT max(s.order_id) FROM globalcart.kpi_order_state s),
-                                            (SELECT max(f.order_id) FROM globalcart.fact_orders f)));
+  -- (each read of a distributed table a query of its own, never a subquery of an expression: docs/citus.md)
+  SELECT max(s.order_id) INTO v_bound FROM globalcart.kpi_order_state s;
+  SELECT globalcart.bulk_bound(greatest(v_bound, max(f.order_id))) INTO v_bound FROM globalcart.fact_orders f;
   INSERT INTO globalcart.work_kpi_orders (order_id, fresh, items, payments, shipments, returns)
   SELECT c.order_id, c.order_id > coalesce(v_bound, -9223372036854775808), bool_or(c.kind = 'i'), bool_or(c.kind = 'p'), bool_or(c.kind = 's'),
          bool_or(c.kind = 'r')

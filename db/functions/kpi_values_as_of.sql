@@ -17,6 +17,7 @@ DECLARE
   o record;
   f record;
 BEGIN
+  PERFORM globalcart.citus_explain_guard();  -- (auto_explain on a Citus coordinator)
   IF kpi_values_as_of.at IS NULL THEN
     RAISE EXCEPTION 'kpi_values_as_of: the time must not be NULL' USING ERRCODE = 'GC002',
       HINT = 'e.g. SELECT * FROM globalcart.kpi_values_as_of(now() - interval ''1 day'');';

@@ -28,6 +28,7 @@ DECLARE
   v_deleted bigint;
   v_result jsonb;
 BEGIN
+  PERFORM globalcart.citus_explain_guard();  -- (auto_explain on a Citus coordinator)
   IF v_audit_setting IS NOT NULL AND lower(btrim(v_audit_setting)) <> 'none' THEN
     v_audit_cutoff := now() - globalcart.etl_setting_interval('audit_retention', NULL);
   END IF;

@@ -14,6 +14,7 @@ CREATE OR REPLACE FUNCTION globalcart.rebuild_kpi_summaries(
   SET work_mem = '256MB'
 AS $$
 BEGIN
+  PERFORM globalcart.citus_explain_guard();  -- (auto_explain on a Citus coordinator)
   LOCK TABLE globalcart.etl_refresh_lock IN EXCLUSIVE MODE;
 
   -- every order's state: its own columns and its children's sums (deleted children left out)

@@ -46,6 +46,7 @@ DECLARE
   t record;
   v_summary jsonb;
 BEGIN
+  PERFORM globalcart.citus_explain_guard();  -- (auto_explain on a Citus coordinator)
   BEGIN
     LOCK TABLE globalcart.etl_refresh_lock IN EXCLUSIVE MODE;
   EXCEPTION WHEN lock_not_available THEN

@@ -90,6 +90,7 @@ BEGIN
   END IF;
 
   BEGIN
+    PERFORM globalcart.citus_explain_guard();  -- (auto_explain on a Citus coordinator)
     v_settings := globalcart.refresh_settings();
     PERFORM set_config('lock_timeout', (extract(epoch FROM v_settings.lock_timeout) * 1000)::bigint::text, true);
     v_cutoff := v_now - v_settings.orphan_timeout;
