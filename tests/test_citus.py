@@ -491,13 +491,22 @@ def test_bench_citus_prints_its_figures(cluster: CitusCluster) -> None:
     """(Its own servers: one, and a coordinator with two workers; the cluster fixture only says
     Citus is there.)"""
     result = run_cli("bench", "--citus", "--small", "300", "--large", "600", "--delta-orders", "10", "--rounds", "1",
-                     timeout=600)  # fmt: skip
+                     "--freshness-seconds", "3", "--freshness-rate", "20", timeout=900)  # fmt: skip
     assert result.returncode == 0, result.stderr
     figures = bench_figures(result.stdout)
     for name in ("refresh, warehouse of 300 orders, one server", "refresh, warehouse of 600 orders, citus",
                  "Citus ÷ one server, large (goal ≤ 3)",
-                 "Citus, large ÷ small per delta row (goal ≤ 1.5)"):  # fmt: skip
+                 "Citus, large ÷ small per delta row (goal ≤ 1.5)",
+                 "Citus ÷ one server, one new order (goal ≤ 5)",
+                 "Citus ÷ one server, a minute of a shop (200 new orders) (goal ≤ 3)",
+                 "Citus ÷ one server, 10 new orders (goal ≤ 3)"):  # fmt: skip
         assert figures.get(name, 0) > 0, (name, figures)  # measured, not a label with nothing behind it
+    assert re.search(r"delta of one new order, citus\s+\d+ ms a delta\s+[1-9][0-9,]* rows a delta", result.stdout)
+    fresh = re.search(r"follow mode at 20/s, citus: staged -> visible p50 / p95 / max \(goal p95 ≤ 2 s\)\s+"
+                      r"([0-9.]+) / ([0-9.]+) / ([0-9.]+) s\s+([0-9,]+) orders", result.stdout)  # fmt: skip
+    assert fresh, result.stdout
+    p50, p95, most, orders = float(fresh[1]), float(fresh[2]), float(fresh[3]), int(fresh[4].replace(",", ""))
+    assert 0 < p50 <= p95 <= most and orders >= 40, fresh.group(0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -156,7 +156,8 @@ def measure(dsn: str, mode: str, seconds: float, rate: int, seed: int, log: Call
         if follower is not None:
             if follower_pid:
                 with psycopg.connect(dsn, autocommit=True) as conn:
-                    conn.execute("SELECT pg_cancel_backend(%s)", (follower_pid[0],))
+                    # (::integer: Citus adds a pg_cancel_backend of a bigint, its global process id)
+                    conn.execute("SELECT pg_cancel_backend(%s::integer)", (follower_pid[0],))
             follower.join(timeout=60)
     latencies = [seen.get(i, float("inf")) - at for lo, hi, at in committed for i in range(lo, hi + 1)]
     if not latencies or max(latencies) == float("inf"):

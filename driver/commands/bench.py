@@ -26,7 +26,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.citus:
         from driver.bench.citus import run_citus_bench
 
-        print(run_citus_bench(args.small, args.large, args.delta_orders, seed=args.seed, rounds=args.rounds).table())
+        if args.freshness_seconds and args.freshness_rate < 1:
+            raise DriverError("--freshness-rate must be at least 1 order a second.", 2)
+        print(run_citus_bench(args.small, args.large, args.delta_orders, seed=args.seed, rounds=args.rounds,
+                              freshness_seconds=args.freshness_seconds, freshness_rate=args.freshness_rate).table())
         return 0
     if args.freshness_rate < 1:
         raise DriverError("--freshness-rate must be at least 1 order a second.", 2)
@@ -80,7 +83,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--no-dbt", action="store_true", help="skip the comparison with dbt")
     p.add_argument("--citus", action="store_true",
                    help="instead: the same deltas on one server and on a Citus coordinator with two workers started "
-                   "here (Citus must be installed; see docs/citus.md)")  # fmt: skip
+                   "here — also deltas of one order and of a minute of a shop, and follow-mode freshness at "
+                   "--freshness-rate for --freshness-seconds (Citus must be installed; see docs/citus.md)")  # fmt: skip
     p.add_argument("--cdc", action="store_true",
                    help="instead: freshness through the CDC feed — a shop database and a warehouse attached to it on "
                    "a server started here, the follow loop refreshing, the shop's workload for --freshness-seconds; "
