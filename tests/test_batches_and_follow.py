@@ -187,3 +187,21 @@ def test_counting_staging_reads_its_index_not_its_empty_pages(conn):
     assert fetch(conn, "SELECT staged FROM globalcart.staged_rows() WHERE source_name = 'orders'") == [(1,)]
     assert scalar(conn, seq) == before
     conn.rollback()
+
+
+def test_a_large_batch_leaves_no_pages_in_the_work_tables_and_a_small_one_keeps_its_rows_for_the_next_call(conn):
+    """A refresh that claimed more than 10,000 rows of a source truncates its work tables at its end
+    (globalcart.drop_work_tables): emptied by DELETE at the next call, they would keep their pages —
+    read by every later call until autovacuum, and on Citus, whose shards the size check at a call's
+    start cannot see, planned for as if full (a one-order refresh after a seed: 2.9 s, not 0.3 s)."""
+    from helpers import stage_orders_in_bulk
+
+    stage_orders_in_bulk(conn, range(1, 12_001))
+    conn.commit()
+    assert refresh(conn)["orders"]["inserted"] == 12_000
+    assert scalar(conn, "SELECT pg_relation_size('globalcart.work_orders')") == 0
+    assert scalar(conn, "SELECT pg_relation_size('globalcart.work_kpi_orders')") == 0
+    stage(conn, "orders", [order(20_000)])
+    assert refresh(conn)["orders"]["inserted"] == 1
+    # (a small batch's rows stay until the next call's DELETE: no TRUNCATE, no new files, for it)
+    assert scalar(conn, "SELECT count(*) FROM globalcart.work_orders") == 1
