@@ -57,9 +57,13 @@ BEGIN
       FROM globalcart.kpi_order_state s
      WHERE s.order_id = w.order_id
     $sql$, 'work_' || p_source);
+  -- (not above every stored one: not fresh in globalcart.work_kpi_orders, which kpi_summaries_begin
+  -- filled with every order of the batch and its globalcart.bulk_bound — colocated with the work
+  -- table on Citus, so one statement on the shards, not a second one for the bound)
   EXECUTE format($sql$
     SELECT array_agg(DISTINCT w.order_id) FROM globalcart.%1$I w
-     WHERE w.order_ts IS NULL AND w.order_id <= globalcart.bulk_bound((SELECT max(o.order_id) FROM globalcart.fact_orders o))
+      JOIN globalcart.work_kpi_orders k ON k.order_id = w.order_id
+     WHERE w.order_ts IS NULL AND NOT k.fresh
     $sql$, 'work_' || p_source)
     INTO v_orders;
   IF v_orders IS NOT NULL THEN  -- (orders written outside the refresh: a list, each looked up once)
@@ -88,16 +92,19 @@ BEGIN
                    v_source.key_column, v_source.fact_table)
       INTO v_keys USING v_not_here;
   END IF;
-  EXECUTE format($sql$
-    WITH moved AS (
-      DELETE FROM globalcart.%1$I w WHERE w.%2$I = ANY ($3)
-      RETURNING w.*
-    )
-    INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
-    SELECT $1, $2, 'order_id_changed', to_jsonb(m) - 'order_ts' FROM moved m
-    $sql$, 'work_' || p_source, v_source.key_column)
-    USING p_run_id, p_source, coalesce(v_keys, '{}');
-  GET DIAGNOSTICS moved = ROW_COUNT;
+  moved := 0;
+  IF v_keys IS NOT NULL THEN  -- (a statement on every shard saved when no key moved: the usual batch)
+    EXECUTE format($sql$
+      WITH moved AS (
+        DELETE FROM globalcart.%1$I w WHERE w.%2$I = ANY ($3)
+        RETURNING w.*
+      )
+      INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
+      SELECT $1, $2, 'order_id_changed', to_jsonb(m) - 'order_ts' FROM moved m
+      $sql$, 'work_' || p_source, v_source.key_column)
+      USING p_run_id, p_source, v_keys;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+  END IF;
 
   EXECUTE format($sql$
     WITH waiting AS (
