@@ -34,7 +34,8 @@ from driver.simulation.seed import seed_history
 
 LAYOUTS = ("one server", "citus")
 MINUTE_ORDERS = 200  # new orders of "a minute of a shop" (with the changes of ten minutes: ~2,500 rows)
-# the delta sizes timed on the large warehouse: label -> (new orders, window) — "delta" is --delta-orders
+# the small delta sizes timed on the large warehouse: label -> (new orders, window); the third is "large",
+# the --delta-orders deltas
 SIZES = {"one order": (1, timedelta(minutes=1)), "a minute": (MINUTE_ORDERS, timedelta(minutes=10))}
 SMALL_WINDOWS = timedelta(hours=2)  # the last two hours before the run: the small sizes' windows
 
