@@ -39,6 +39,7 @@ DECLARE
   v_not_here bigint[];  -- keys of the batch (key_column) not above v_max_key and not stored under their order
   v_keys bigint[];  -- of those, the ones stored elsewhere
   v_orders bigint[];  -- orders of the batch the directory does not know, not above every stored one
+  v_unplaced bigint;  -- rows whose order the directory does not know (none: no row can wait)
 BEGIN
   SELECT * INTO STRICT v_source FROM globalcart.etl_sources s WHERE s.source_name = p_source AND s.waits_for_order;
   SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO v_columns
@@ -61,11 +62,11 @@ BEGIN
   -- filled with every order of the batch and its globalcart.bulk_bound — colocated with the work
   -- table on Citus, so one statement on the shards, not a second one for the bound)
   EXECUTE format($sql$
-    SELECT array_agg(DISTINCT w.order_id) FROM globalcart.%1$I w
-      JOIN globalcart.work_kpi_orders k ON k.order_id = w.order_id
-     WHERE w.order_ts IS NULL AND NOT k.fresh
+    SELECT array_agg(DISTINCT w.order_id) FILTER (WHERE k.fresh IS NOT TRUE), count(*) FROM globalcart.%1$I w
+      LEFT JOIN globalcart.work_kpi_orders k ON k.order_id = w.order_id
+     WHERE w.order_ts IS NULL
     $sql$, 'work_' || p_source)
-    INTO v_orders;
+    INTO v_orders, v_unplaced;
   IF v_orders IS NOT NULL THEN  -- (orders written outside the refresh: a list, each looked up once)
     EXECUTE format($sql$
       UPDATE globalcart.%1$I w SET order_ts = o.order_ts
@@ -106,23 +107,27 @@ BEGIN
     GET DIAGNOSTICS moved = ROW_COUNT;
   END IF;
 
-  EXECUTE format($sql$
-    WITH waiting AS (
-      DELETE FROM globalcart.%1$I w WHERE w.order_ts IS NULL
-      RETURNING w.*
-    ), orphans AS (
-      INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
-      SELECT $1, $2, 'orphan', to_jsonb(x) - 'order_ts' FROM waiting x WHERE x.ingested_at <= $3
-      RETURNING 1
-    ), deferred AS (
-      INSERT INTO globalcart.%2$I (%3$s, stg_id, ingested_at, deferrals) OVERRIDING SYSTEM VALUE
-      SELECT %3$s, x.stg_id, x.ingested_at, x.deferrals + 1 FROM waiting x WHERE x.ingested_at > $3
-      RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM orphans), (SELECT count(*) FROM deferred)
-    $sql$, 'work_' || p_source, v_source.staging_table, v_columns)
-    INTO orphans, deferred
-    USING p_run_id, p_source, p_orphan_cutoff;
+  orphans := 0;
+  deferred := 0;
+  IF v_unplaced > 0 THEN  -- (a statement on every shard saved when every row's order is known)
+    EXECUTE format($sql$
+      WITH waiting AS (
+        DELETE FROM globalcart.%1$I w WHERE w.order_ts IS NULL
+        RETURNING w.*
+      ), orphans AS (
+        INSERT INTO globalcart.etl_rejects (run_id, source_name, reason, record)
+        SELECT $1, $2, 'orphan', to_jsonb(x) - 'order_ts' FROM waiting x WHERE x.ingested_at <= $3
+        RETURNING 1
+      ), deferred AS (
+        INSERT INTO globalcart.%2$I (%3$s, stg_id, ingested_at, deferrals) OVERRIDING SYSTEM VALUE
+        SELECT %3$s, x.stg_id, x.ingested_at, x.deferrals + 1 FROM waiting x WHERE x.ingested_at > $3
+        RETURNING 1
+      )
+      SELECT (SELECT count(*) FROM orphans), (SELECT count(*) FROM deferred)
+      $sql$, 'work_' || p_source, v_source.staging_table, v_columns)
+      INTO orphans, deferred
+      USING p_run_id, p_source, p_orphan_cutoff;
+  END IF;
 
   -- the rows left whose key is new: above every stored key, or not found beside its order above
   EXECUTE format('SELECT count(*) FILTER (WHERE w.%1$I > $1 OR $1 IS NULL OR w.%1$I = ANY ($2)) FROM globalcart.%2$I w',
