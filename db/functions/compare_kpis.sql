@@ -7,20 +7,9 @@ CREATE OR REPLACE FUNCTION globalcart.compare_kpis(before_label text DEFAULT 'be
   SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-  v_before bigint;
-  v_after bigint;
-  v_labels text;
+  v_before bigint := globalcart.latest_snapshot(compare_kpis.before_label, 'compare_kpis', 'GC003');
+  v_after bigint := globalcart.latest_snapshot(compare_kpis.after_label, 'compare_kpis', 'GC003');
 BEGIN
-  SELECT max(s.snapshot_id) INTO v_before FROM globalcart.kpi_snapshots s WHERE s.label = compare_kpis.before_label;
-  SELECT max(s.snapshot_id) INTO v_after FROM globalcart.kpi_snapshots s WHERE s.label = compare_kpis.after_label;
-  IF v_before IS NULL OR v_after IS NULL THEN
-    SELECT string_agg(DISTINCT quote_literal(s.label), ', ') INTO v_labels FROM globalcart.kpi_snapshots s;
-    RAISE EXCEPTION 'compare_kpis: no snapshot labelled %',
-                    quote_literal(CASE WHEN v_before IS NULL THEN compare_kpis.before_label ELSE compare_kpis.after_label END)
-      USING ERRCODE = 'GC003',
-            HINT = CASE WHEN v_labels IS NULL THEN 'No snapshot exists yet: SELECT globalcart.snapshot_kpis(''before'');'
-                        ELSE 'Labels with snapshots: ' || v_labels END;
-  END IF;
   RETURN QUERY
     SELECT coalesce(a.kpi_name, b.kpi_name),
            b.kpi_value, a.kpi_value,

@@ -18,26 +18,14 @@ CREATE OR REPLACE FUNCTION globalcart.explain_kpis(from_label text, to_label tex
   SET jit = off  -- (see globalcart.kpi_explain)
 AS $$
 DECLARE
-  v_from bigint;
-  v_to bigint;
-  v_labels text;
+  v_from bigint := globalcart.latest_snapshot(explain_kpis.from_label, 'explain_kpis', 'GC013');
+  v_to bigint := globalcart.latest_snapshot(explain_kpis.to_label, 'explain_kpis', 'GC013');
   v_lo globalcart.kpi_snapshot_sums;  -- the earlier snapshot's sums
   v_hi globalcart.kpi_snapshot_sums;  -- the later one's
   v_sign integer;
   v_causes text[];
   v_changes globalcart.kpi_partial[];
 BEGIN
-  SELECT max(s.snapshot_id) INTO v_from FROM globalcart.kpi_snapshots s WHERE s.label = explain_kpis.from_label;
-  SELECT max(s.snapshot_id) INTO v_to FROM globalcart.kpi_snapshots s WHERE s.label = explain_kpis.to_label;
-  IF v_from IS NULL OR v_to IS NULL THEN
-    SELECT string_agg(DISTINCT quote_literal(s.label), ', ') INTO v_labels FROM globalcart.kpi_snapshots s;
-    RAISE EXCEPTION 'explain_kpis: no snapshot labelled %',
-                    quote_literal(coalesce(CASE WHEN v_from IS NULL THEN explain_kpis.from_label
-                                                ELSE explain_kpis.to_label END, 'NULL'))
-      USING ERRCODE = 'GC013',
-            HINT = CASE WHEN v_labels IS NULL THEN 'No snapshot exists yet: SELECT globalcart.snapshot_kpis(''before'');'
-                        ELSE 'Labels with snapshots: ' || v_labels END;
-  END IF;
   v_sign := CASE WHEN v_from <= v_to THEN 1 ELSE -1 END;
   SELECT * INTO v_lo FROM globalcart.kpi_snapshot_sums s WHERE s.snapshot_id = least(v_from, v_to);
   SELECT * INTO v_hi FROM globalcart.kpi_snapshot_sums s WHERE s.snapshot_id = greatest(v_from, v_to);

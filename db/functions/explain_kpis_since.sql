@@ -12,17 +12,12 @@ CREATE OR REPLACE FUNCTION globalcart.explain_kpis_since(from_label text)
   SET jit = off  -- (see globalcart.kpi_explain)
 AS $$
 DECLARE
-  v_from bigint;
+  v_from bigint := globalcart.latest_snapshot(explain_kpis_since.from_label, 'explain_kpis_since', 'GC013');
   v_lo globalcart.kpi_snapshot_sums;
   v_now globalcart.kpi_partial := globalcart.kpi_sums();
   v_causes text[];
   v_changes globalcart.kpi_partial[];
 BEGIN
-  SELECT max(s.snapshot_id) INTO v_from FROM globalcart.kpi_snapshots s WHERE s.label = explain_kpis_since.from_label;
-  IF v_from IS NULL THEN
-    RAISE EXCEPTION 'explain_kpis_since: no snapshot labelled %', quote_literal(coalesce(from_label, 'NULL'))
-      USING ERRCODE = 'GC013', HINT = 'Take one: SELECT globalcart.snapshot_kpis(''before'');';
-  END IF;
   SELECT * INTO v_lo FROM globalcart.kpi_snapshot_sums s WHERE s.snapshot_id = v_from;
   IF v_lo.snapshot_id IS NULL THEN  -- a snapshot from before the attribution: the change, outside_refresh
     RETURN QUERY

@@ -99,6 +99,7 @@ BEGIN
   GRANT EXECUTE ON FUNCTION globalcart.kpi_order_ratios(bigint, numeric, bigint, bigint, bigint, bigint, bigint, bigint)
     TO globalcart_reader;
   GRANT EXECUTE ON FUNCTION globalcart.kpi_values_as_of(timestamptz) TO globalcart_reader;
+  GRANT EXECUTE ON FUNCTION globalcart.latest_snapshot(text, text, text) TO globalcart_reader;
   GRANT EXECUTE ON FUNCTION globalcart.compare_kpis(text, text) TO globalcart_reader;
   -- why the KPIs moved (docs/contract.md §8), and what it and kpi_values are made of
   GRANT EXECUTE ON FUNCTION globalcart.explain_kpis(text, text) TO globalcart_reader;
