@@ -538,8 +538,9 @@ def seeded(cluster: CitusCluster) -> str:
 
 def _stage_newer_versions(conn: psycopg.Connection, orders: int) -> int:
     """Newer versions of ``orders`` stored orders and of every item, payment, shipment and return of
-    theirs, and a new funnel event for each of their sessions — every kind of statement of the
-    refresh has work; returns the number of orders."""
+    theirs, and a new funnel event in as many sessions (any, picked at random: the seed's orders
+    have a session one in four, and a batch without events would skip the funnel's statements) —
+    every kind of statement of the refresh has work; returns the number of orders."""
     chosen = [r[0] for r in fetch(conn, "SELECT order_id FROM globalcart.fact_orders ORDER BY random() LIMIT %s",
                                   orders)]  # fmt: skip
     bump = "interval '1 second' * (1 + (SELECT count(*) FROM globalcart.etl_runs))"
@@ -553,12 +554,12 @@ def _stage_newer_versions(conn: psycopg.Connection, orders: int) -> int:
     conn.execute(
         f"""INSERT INTO globalcart.stg_funnel_events (event_id, session_id, customer_id, event_ts, event_type,
                        product_id, order_id, cart_value_usd, channel, updated_at)
-            SELECT DISTINCT ON (e.session_id) gen_random_uuid(), e.session_id, e.customer_id,
-                   e.event_ts + interval '1 second', 'PRODUCT_VIEW', e.product_id, NULL, NULL, e.channel,
-                   e.updated_at + {bump}
-              FROM globalcart.fact_funnel_events e WHERE e.order_id = ANY (%s)
-             ORDER BY e.session_id""",
-        (chosen,),
+            SELECT gen_random_uuid(), e.session_id, e.customer_id, e.event_ts + interval '1 second',
+                   'PRODUCT_VIEW', e.product_id, NULL, NULL, e.channel, e.updated_at + {bump}
+              FROM (SELECT DISTINCT ON (e.session_id) e.* FROM globalcart.fact_funnel_events e
+                     ORDER BY e.session_id, e.event_ts) AS e
+             ORDER BY random() LIMIT %s""",
+        (orders,),
     )
     conn.commit()
     return len(chosen)
