@@ -250,7 +250,10 @@ def compare_with_dbt(admin_dsn: str, dsn_of: Callable[[str], str], template: str
             admin.execute(f"DROP DATABASE IF EXISTS {name}")
             for attempt in range(60):  # (a follow loop of an earlier run may still be leaving the template)
                 try:
-                    admin.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+                    # FILE_COPY: a copy of the files after a checkpoint, not page by page through shared
+                    # buffers (WAL_LOG, the default, failed here once with PostgreSQL 15's "buffer is
+                    # pinned in InvalidateBuffer", the cleanup of a copy that had failed hiding its cause)
+                    admin.execute(f"CREATE DATABASE {name} TEMPLATE {template} STRATEGY FILE_COPY")
                     break
                 except psycopg.errors.ObjectInUse:
                     if attempt == 59:
