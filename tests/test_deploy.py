@@ -29,23 +29,27 @@ def _login(url: str) -> str:
 
 
 def test_the_services_and_their_order():
-    assert set(SERVICES) == {"db", "setup", "demo", "bi", "source", "cdc"}
+    assert set(SERVICES) == {"db", "setup", "demo", "bi", "dashboard", "source", "cdc"}
     assert SERVICES["setup"]["depends_on"] == {"db": {"condition": "service_healthy"}}
     assert SERVICES["demo"]["depends_on"] == {"setup": {"condition": "service_completed_successfully"}}
     assert SERVICES["bi"]["depends_on"] == {"demo": {"condition": "service_completed_successfully"}}
+    assert SERVICES["dashboard"]["depends_on"] == {"setup": {"condition": "service_completed_successfully"}}
     assert SERVICES["cdc"]["depends_on"] == {"setup": {"condition": "service_completed_successfully"},
                                              "source": {"condition": "service_healthy"}}  # fmt: skip
     for name in ("db", "source"):
         assert "pg_isready" in " ".join(SERVICES[name]["healthcheck"]["test"])
     assert SERVICES["db"]["build"]["dockerfile"] == "db/Dockerfile" and (ROOT / "db" / "Dockerfile").exists()
-    for name in ("setup", "demo", "bi", "cdc"):
+    for name in ("setup", "demo", "bi", "dashboard", "cdc"):
         assert SERVICES[name]["build"]["dockerfile"] == "driver/Dockerfile"
     assert (ROOT / "driver" / "Dockerfile").exists()
 
 
-def test_the_databases_are_published_on_loopback_only():
+def test_the_databases_and_the_dashboard_are_published_on_loopback_only():
     published = {name: s.get("ports", []) for name, s in SERVICES.items() if s.get("ports")}
-    assert published == {"db": ["127.0.0.1:5432:5432"], "source": ["127.0.0.1:5433:5432"]}
+    assert published == {"db": ["127.0.0.1:5432:5432"], "source": ["127.0.0.1:5433:5432"],
+                         "dashboard": ["127.0.0.1:8360:8360"]}  # fmt: skip
+    # inside its container the dashboard listens on every address (else the published port reaches nothing)
+    assert SERVICES["dashboard"]["command"] == ["dashboard", "--host", "0.0.0.0", "--port", "8360"]  # noqa: S104 (a container's own address)
 
 
 def test_passwords_come_from_a_git_ignored_env_file_with_a_committed_example():
@@ -66,8 +70,10 @@ def test_passwords_come_from_a_git_ignored_env_file_with_a_committed_example():
 
 
 def test_only_setup_logs_in_as_the_superuser_and_the_others_as_role_members():
-    logins = {name: _login(_environment(name)["DATABASE_URL"]) for name in ("setup", "demo", "bi", "cdc")}
-    assert logins == {"setup": "postgres", "demo": "app", "bi": "bi", "cdc": "postgres"}
+    services = ("setup", "demo", "bi", "dashboard", "cdc")
+    logins = {name: _login(_environment(name)["DATABASE_URL"]) for name in services}
+    # (the dashboard refuses a login that is not a member of globalcart_reader: bi is one)
+    assert logins == {"setup": "postgres", "demo": "app", "bi": "bi", "dashboard": "bi", "cdc": "postgres"}
     setup = _command("setup")
     assert "grant app --role loader --role refresher --role reader --password-env APP_PASSWORD" in setup
     assert "grant bi --role reader --password-env BI_PASSWORD" in setup and "schedule --follow" in setup
