@@ -95,6 +95,29 @@ def test_seed_goes_through_staging_and_lands_realistic_rates(dsn):
     assert 0.04 <= kpi["return_rate"] <= 0.10
 
 
+def test_the_seed_generator_stays_within_ahead_orders_of_the_refresh(dsn):
+    """The generator waits while ahead_orders orders it staged are not yet taken by a refresh call:
+    no call claims more orders than that (a generator far ahead makes each call claim up to
+    max_rows_per_run rows of each source, its orders' children falling into later calls), and
+    nothing is lost on the way."""
+    with psycopg.connect(dsn) as conn:
+        report = seed_history(conn, dsn, orders=3000, seed=7, as_of=AS_OF, chunk_orders=100, ahead_orders=250)
+    assert report.orders == 3000 and report.rejected == 0
+    assert 100 <= report.most_ahead <= 250
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert staged_count(conn) == 0
+        assert scalar(conn, "SELECT count(*) FROM globalcart.fact_orders") == 3000
+        claimed = [row[0] for row in fetch(conn, "SELECT (stats #>> '{sources,orders,claimed}')::int "
+                                                 "FROM globalcart.etl_runs ORDER BY run_id")]  # fmt: skip
+    assert sum(claimed) == 3000 and max(claimed) <= 250 and len(claimed) >= 3000 // 250
+
+
+def test_seed_arguments_are_checked(conn):
+    for bad in ({"chunk_orders": 0}, {"ahead_orders": 0}):
+        with pytest.raises(ValueError, match="at least 1"):
+            seed_history(conn, "", orders=10, as_of=AS_OF, **bad)
+
+
 def test_a_seed_larger_than_a_refresh_call_ends_with_staging_empty(dsn):
     """A call takes at most max_rows_per_run rows of each source: the seed calls the refresh until
     nothing is left (its time is the time to a warehouse that holds everything)."""

@@ -2,7 +2,10 @@
 
 The history is generated in chunks on one thread and COPYed to staging on its own connection,
 while the refresh of the chunks that have landed runs on another: generation in Python and the
-refresh in the server overlap.
+refresh in the server overlap. The generator stays at most ``ahead_orders`` orders ahead of the
+refresh: each call then claims every row staged (far below ``max_rows_per_run``), so an order's
+children land in the call that applies it (the bulk path, no fact read back), and what the refresh
+counts in staging stays small — a generator far ahead makes both cost O(backlog) per call.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from driver.simulation.generator import SESSIONS_PER_ORDER, Batch, Generator, Id
 from driver.simulation.staging import copy_batch
 
 CUSTOMER_CHUNK = 100_000
+AHEAD_ORDERS = 100_000  # about 600,000 staged rows: items, the most numerous, twice the orders
 
 
 @dataclass
@@ -31,6 +35,7 @@ class SeedReport:
     refreshes: int  # calls that did work (each wrote an etl_runs row)
     seconds: float
     rejected: int
+    most_ahead: int = 0  # the most orders staged and not yet taken by a refresh call at once
 
 
 def seed_history(
@@ -42,12 +47,16 @@ def seed_history(
     as_of: datetime,
     days: int = 90,
     chunk_orders: int = 20_000,
+    ahead_orders: int = AHEAD_ORDERS,
     progress: Callable[[int, int], None] | None = None,
 ) -> SeedReport:
     """Generate ``orders`` orders over the ``days`` before ``as_of`` (with customers, products,
     items, payments, shipments, returns and funnel sessions), COPY them to staging chunk by
     chunk on a second connection, and refresh as the chunks land: generation in Python and the
-    refresh in the server overlap."""
+    refresh in the server overlap; the generator waits while ``ahead_orders`` orders it has staged
+    are not yet taken by a refresh call (a chunk is always let through when none are)."""
+    if chunk_orders < 1 or ahead_orders < 1:
+        raise ValueError("chunk_orders and ahead_orders must be at least 1")
     started = time.monotonic()
     gen = Generator(seed, usd_rates(conn))
     ids = Ids.after_existing(conn)
@@ -65,6 +74,21 @@ def seed_history(
 
     done = threading.Event()
     landed: Queue[tuple[int, int] | BaseException | None] = Queue()
+    # orders staged and not yet taken by a refresh call (the refreshing thread subtracts what a call
+    # took once it returns); the producer waits on it before each COPY of orders
+    ahead = threading.Condition()
+    in_flight = [0, 0]  # [orders now, the most at once]
+
+    def wait_for_refresh(orders_next: int) -> None:
+        with ahead:
+            ahead.wait_for(lambda: done.is_set() or in_flight[0] == 0 or in_flight[0] + orders_next <= ahead_orders)
+            in_flight[0] += orders_next
+            in_flight[1] = max(in_flight[1], in_flight[0])
+
+    def taken(orders_done: int) -> None:
+        with ahead:
+            in_flight[0] -= orders_done
+            ahead.notify_all()
 
     def produce() -> None:
         try:
@@ -90,6 +114,9 @@ def seed_history(
                     s_hi = (lo + len(chunk_times)) * sessions // max(orders, 1)
                     for ts in times(s_lo, s_hi, sessions):
                         gen.make_session(batch, ts, order_ids, as_of)
+                    wait_for_refresh(batch.orders)
+                    if done.is_set():
+                        return
                     copy_batch(producer, batch)
                     landed.put((batch.orders, batch.count()))
                     batch = Batch()
@@ -110,19 +137,23 @@ def seed_history(
                 break
             if isinstance(item, BaseException):
                 raise item
-            staged_orders += item[0]
+            batch_orders = item[0]
             rows += item[1]
             while not landed.empty() and isinstance(landed.queue[0], tuple):  # take what else has landed
                 more = landed.get()
-                staged_orders += more[0]
+                batch_orders += more[0]
                 rows += more[1]
+            staged_orders += batch_orders
             summary = db.run_refresh(conn)
             refreshes += summary["run_id"] is not None
             rejected += int(summary["totals"]["rejected"])
+            taken(batch_orders)
             if progress:
                 progress(staged_orders, orders)
     finally:
         done.set()
+        with ahead:
+            ahead.notify_all()
         thread.join()
     # what is left: a call takes at most max_rows_per_run rows of each source, and on a large
     # seed the refresh falls behind the generator — the seed is done when staging is empty
@@ -134,4 +165,4 @@ def seed_history(
             break
         if progress:
             progress(staged_orders, orders)
-    return SeedReport(staged_orders, rows, refreshes, time.monotonic() - started, rejected)
+    return SeedReport(staged_orders, rows, refreshes, time.monotonic() - started, rejected, in_flight[1])
