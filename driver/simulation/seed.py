@@ -155,8 +155,8 @@ def seed_history(
         with ahead:
             ahead.notify_all()
         thread.join()
-    # what is left: a call takes at most max_rows_per_run rows of each source, and on a large
-    # seed the refresh falls behind the generator — the seed is done when staging is empty
+    # what is left: a call takes at most max_rows_per_run rows of each source (a setting below what
+    # the generator stages ahead leaves rows behind) — the seed is done when staging is empty
     while True:
         summary = db.run_refresh(conn)
         refreshes += summary["run_id"] is not None
